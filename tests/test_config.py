@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from rollsweep.config import (
+    CollectSettings,
+    deep_merge,
+    load_stack_config,
+    parse_overrides,
+    validate_settings,
+)
+from rollsweep.errors import UsageError
+from rollsweep.paths import DEFAULT_STACK_CONFIG
+
+
+def test_overrides_nest_dotted_keys_and_parse_yaml_scalars():
+    parsed = parse_overrides(
+        [
+            "+agent_name=my_agent",
+            "+limit=5",
+            "+responses_create_params.temperature=0.5",
+            "num_repeats=3",
+            "+config_paths=[a.yaml,b.yaml]",
+            "+resume=false",
+        ]
+    )
+    assert parsed == {
+        "agent_name": "my_agent",
+        "limit": 5,
+        "responses_create_params": {"temperature": 0.5},
+        "num_repeats": 3,
+        "config_paths": ["a.yaml", "b.yaml"],
+        "resume": False,
+    }
+
+
+def test_override_without_equals_is_an_error():
+    with pytest.raises(UsageError, match="expected \\+key=value"):
+        parse_overrides(["+limit"])
+
+
+def test_settings_validate_types_and_name_the_key():
+    base = {"agent_name": "a", "input_jsonl_fpath": "in", "output_jsonl_fpath": "out"}
+    settings = validate_settings(CollectSettings, {**base, "limit": 5})
+    assert settings.limit == 5 and settings.num_repeats == 1
+    with pytest.raises(UsageError) as info:
+        validate_settings(
+            CollectSettings, {**base, "responses_create_params": {"temperature": "hot"}}
+        )
+    assert "+responses_create_params.temperature" in str(info.value)
+    assert "'hot'" in str(info.value)
+    with pytest.raises(UsageError, match=r"\+limit"):
+        validate_settings(CollectSettings, {**base, "limit": -1})
+    with pytest.raises(UsageError, match=r"\+bogus: unknown key"):
+        validate_settings(CollectSettings, {**base, "bogus": 1})
+    with pytest.raises(UsageError, match="temperature"):
+        validate_settings(
+            CollectSettings, {**base, "responses_create_params": {"temperature": math.nan}}
+        )
+
+
+def test_settings_need_an_agent():
+    with pytest.raises(UsageError, match="agent_name"):
+        validate_settings(CollectSettings, {"input_jsonl_fpath": "i", "output_jsonl_fpath": "o"})
+
+
+def test_default_stack_config_has_the_seed_agents():
+    config = load_stack_config()
+    assert {"my_agent", "test_verifier"} <= set(config.agents)
+    assert config.model_servers["policy_model"].backend == "embedded"
+    verifier = config.resources_servers["verifier_under_test"].verifier
+    assert verifier.endswith("config/verifiers/test_verifier.py")
+    assert DEFAULT_STACK_CONFIG.exists()
+
+
+def test_stack_config_rejects_dangling_references(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        "model_servers: {m: {backend: simulated}}\n"
+        "resources_servers: {r: {verifier: math}}\n"
+        "agents: {a: {model_server: nope, resources_server: r}}\n"
+    )
+    with pytest.raises(UsageError, match="model_server 'nope'"):
+        load_stack_config([path])
+
+
+def test_stack_config_reports_yaml_errors_with_line(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("agents:\n  a: [unclosed\n")
+    with pytest.raises(UsageError) as info:
+        load_stack_config([path])
+    assert str(path) in str(info.value) and "invalid YAML" in str(info.value)
+
+
+def test_deep_merge_does_not_mutate_inputs():
+    base = {"a": {"b": 1, "c": 2}}
+    merged = deep_merge(base, {"a": {"b": 9}})
+    assert merged == {"a": {"b": 9, "c": 2}} and base == {"a": {"b": 1, "c": 2}}
