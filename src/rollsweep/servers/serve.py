@@ -1,0 +1,66 @@
+"""Entry point of one server process: ``python -m rollsweep.servers.serve KIND SPEC_JSON --fd N``.
+
+The parent (the stack) binds the listening socket and hands it over, so ports never race.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import socket
+import sys
+
+import uvicorn
+from fastapi import FastAPI
+
+
+def build_app(kind: str, spec: dict) -> FastAPI:
+    """The app of one server kind from its JSON spec."""
+    if kind == "model":
+        from rollsweep.config import ModelServerConfig
+        from rollsweep.servers.model import create_model_app
+
+        return create_model_app(ModelServerConfig.model_validate(spec))
+    if kind == "resources":
+        from rollsweep.config import ResourcesServerConfig
+        from rollsweep.servers.resources import create_resources_app
+
+        return create_resources_app(ResourcesServerConfig.model_validate(spec))
+    if kind == "agent":
+        from rollsweep.servers.agent import AgentRuntime, create_agent_app
+
+        return create_agent_app(AgentRuntime.model_validate(spec))
+    raise SystemExit(f"unknown server kind {kind!r}")
+
+
+def serve_app(app: FastAPI, sock: socket.socket) -> None:
+    """Serve until SIGINT/SIGTERM on an already bound socket."""
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        access_log=False,
+        backlog=16384,
+        timeout_keep_alive=30,
+    )
+    server = uvicorn.Server(config)
+    asyncio.run(server.serve(sockets=[sock]))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("kind", choices=["model", "resources", "agent"])
+    parser.add_argument("spec", help="the server's config as JSON")
+    parser.add_argument("--fd", type=int, required=True, help="inherited listening socket")
+    args = parser.parse_args(argv)
+    sock = socket.socket(fileno=args.fd)
+    try:
+        app = build_app(args.kind, json.loads(args.spec))
+    except Exception as error:  # the parent shows this line as the reason the stack failed
+        print(f"error: {args.kind} server failed to start: {error}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+    serve_app(app, sock)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,223 @@
+"""Start the servers of a config as child processes, wait until they answer, stop them all."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from rollsweep.config import StackConfig
+from rollsweep.errors import ServerUnavailable
+
+START_TIMEOUT_S = 120.0
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    """Ask Linux to SIGTERM this child when its parent dies, even by kill -9: no orphans."""
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def bind_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
+    """A listening TCP socket (port 0 picks a free port)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(16384)
+    sock.set_inheritable(True)
+    return sock
+
+
+@dataclass
+class ServerProcess:
+    name: str
+    kind: str
+    url: str
+    process: subprocess.Popen
+    log_path: Path
+
+    def last_log_line(self) -> str:
+        try:
+            lines = [
+                line for line in self.log_path.read_text(errors="replace").splitlines() if line
+            ]
+        except FileNotFoundError:
+            return ""
+        errors = [line for line in lines if line.startswith("error:")]
+        return (errors or lines or [""])[-1]
+
+
+@dataclass
+class Stack:
+    """The servers of one config (or the subset that some agents need), as child processes."""
+
+    config: StackConfig
+    agents: list[str] | None = None
+    host: str = "127.0.0.1"
+    log_dir: Path | None = None
+    servers: dict[str, ServerProcess] = field(default_factory=dict)
+
+    def _needed(self) -> tuple[list[str], list[str], list[str]]:
+        agents = self.agents if self.agents is not None else list(self.config.agents)
+        models = sorted({self.config.agents[a].model_server for a in agents})
+        resources = sorted({self.config.agents[a].resources_server for a in agents})
+        if self.agents is None:
+            models = list(self.config.model_servers)
+            resources = list(self.config.resources_servers)
+        return models, resources, agents
+
+    def _spawn(self, key: str, kind: str, spec: dict[str, Any], sock: socket.socket) -> None:
+        assert self.log_dir is not None
+        log_path = self.log_dir / f"{key.replace(':', '_')}.log"
+        log = open(log_path, "ab")  # noqa: SIM115 - the child owns it
+        port = sock.getsockname()[1]
+        command = [
+            sys.executable,
+            "-m",
+            "rollsweep.servers.serve",
+            kind,
+            json.dumps(spec),
+            "--fd",
+            str(sock.fileno()),
+        ]
+        process = subprocess.Popen(
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            pass_fds=(sock.fileno(),),
+            preexec_fn=_die_with_parent,
+        )
+        log.close()
+        sock.close()
+        self.servers[key] = ServerProcess(
+            key, kind, f"http://{self.host}:{port}", process, log_path
+        )
+
+    def start(self, timeout_s: float = START_TIMEOUT_S) -> dict[str, str]:
+        """Start every needed server at once; return agent name -> URL once all answer."""
+        if self.log_dir is None:
+            self.log_dir = Path(tempfile.mkdtemp(prefix="rollsweep-servers-"))
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        models, resources, agents = self._needed()
+        sockets = {f"model:{name}": bind_socket(self.host) for name in models} | {
+            f"resources:{name}": bind_socket(self.host) for name in resources
+        }
+        agent_sockets = {f"agent:{name}": bind_socket(self.host) for name in agents}
+        try:
+            for name in models:
+                spec = self.config.model_servers[name].model_dump()
+                self._spawn(f"model:{name}", "model", spec, sockets[f"model:{name}"])
+            for name in resources:
+                spec = self.config.resources_servers[name].model_dump()
+                self._spawn(f"resources:{name}", "resources", spec, sockets[f"resources:{name}"])
+            for name in agents:
+                agent = self.config.agents[name]
+                model = self.config.model_servers[agent.model_server]
+                spec = {
+                    "name": name,
+                    "model_url": self.servers[f"model:{agent.model_server}"].url,
+                    "resources_url": self.servers[f"resources:{agent.resources_server}"].url,
+                    "max_steps": agent.max_steps,
+                    "oracle_metadata": model.backend == "simulated",
+                }
+                self._spawn(f"agent:{name}", "agent", spec, agent_sockets[f"agent:{name}"])
+            self.wait_ready(timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+        return self.agent_urls()
+
+    def agent_urls(self) -> dict[str, str]:
+        return {
+            key.split(":", 1)[1]: server.url
+            for key, server in self.servers.items()
+            if server.kind == "agent"
+        }
+
+    def urls(self) -> dict[str, dict[str, str]]:
+        """Every server's URL by kind, as ng_run's head server reports them."""
+        grouped: dict[str, dict[str, str]] = {"model": {}, "resources": {}, "agent": {}}
+        for key, server in self.servers.items():
+            grouped[server.kind][key.split(":", 1)[1]] = server.url
+        return grouped
+
+    def wait_ready(self, timeout_s: float) -> None:
+        """Poll each server's /health; fail with its log's last line if one dies first."""
+        deadline = time.monotonic() + timeout_s
+        pending = dict(self.servers)
+        with httpx.Client(timeout=2.0) as client:
+            while pending:
+                for key, server in list(pending.items()):
+                    code = server.process.poll()
+                    if code is not None:
+                        raise ServerUnavailable(
+                            f"{server.kind} server {key} exited with status {code} during "
+                            f"start-up: {server.last_log_line()} (log: {server.log_path})"
+                        )
+                    with contextlib.suppress(httpx.HTTPError):
+                        if client.get(f"{server.url}/health").status_code == 200:
+                            del pending[key]
+                if pending and time.monotonic() > deadline:
+                    names = ", ".join(pending)
+                    raise ServerUnavailable(f"servers not ready after {timeout_s:.0f} s: {names}")
+                if pending:
+                    time.sleep(0.05)
+
+    def stop(self, grace_s: float = 5.0) -> None:
+        """SIGTERM every child, then SIGKILL what is still alive after the grace period."""
+        for server in self.servers.values():
+            if server.process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    server.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        for server in self.servers.values():
+            remaining = max(0.0, deadline - time.monotonic())
+            try:
+                server.process.wait(timeout=remaining)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    server.process.kill()
+                server.process.wait()
+
+    def __enter__(self) -> Stack:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def discover(head_url: str, timeout_s: float = 0.5) -> dict[str, Any] | None:
+    """The servers that an ``ng_run`` head server reports, or None when nothing answers."""
+    try:
+        reply = httpx.get(f"{head_url}/global_config", timeout=timeout_s)
+    except httpx.HTTPError:
+        return None
+    if reply.status_code != 200:
+        return None
+    try:
+        return reply.json()
+    except ValueError:
+        return None
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
