@@ -1,0 +1,61 @@
+"""Verifiers: bundled ones by name, or a user's Python file.
+
+``load_verifier("auto" | "math" | "mcqa" | "instruction_following" | "tool_use" | "path.py")``
+returns a :class:`Verifier`; its ``verify(task, response)`` returns ``{"reward": float, ...}``.
+A user file is read again when it changes, so calling ``load_verifier`` per request is cheap and
+always gives the current code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rollsweep.verifiers import auto, instruction_following, math_answer, mcqa, tool_use
+from rollsweep.verifiers.base import (
+    ToolFn,
+    Verifier,
+    VerifierError,
+    final_text,
+    function_calls,
+    normalize_result,
+)
+from rollsweep.verifiers.user_file import load_user_verifier
+
+_BUNDLED: dict[str, Verifier] = {
+    v.name: v
+    for v in (
+        auto.VERIFIER,
+        math_answer.VERIFIER,
+        mcqa.VERIFIER,
+        instruction_following.VERIFIER,
+        tool_use.VERIFIER,
+    )
+}
+
+#: The names ``load_verifier`` accepts besides a ``.py`` path.
+BUNDLED_VERIFIERS: tuple[str, ...] = tuple(_BUNDLED)
+
+
+def load_verifier(spec: str | Path) -> Verifier:
+    """A bundled verifier by name, or the verifier defined in a ``.py`` file (see user_file)."""
+    text = str(spec).strip()
+    if text in _BUNDLED:
+        return _BUNDLED[text]
+    if text.endswith(".py"):
+        return load_user_verifier(text)
+    raise VerifierError(
+        f"unknown verifier {text!r}: give a bundled name ({', '.join(BUNDLED_VERIFIERS)}) "
+        "or the path of a Python file ending in .py that defines verify(task, response)"
+    )
+
+
+__all__ = [
+    "BUNDLED_VERIFIERS",
+    "ToolFn",
+    "Verifier",
+    "VerifierError",
+    "final_text",
+    "function_calls",
+    "load_verifier",
+    "normalize_result",
+]
