@@ -1,0 +1,238 @@
+"""Command lines: ``ng_collect_rollouts``, ``ng_run`` (NeMo Gym style) and ``rollsweep``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rollsweep.config import (
+    CollectSettings,
+    StackConfig,
+    load_stack_config,
+    parse_overrides,
+    validate_settings,
+)
+from rollsweep.errors import ServerUnavailable, UsageError
+from rollsweep.paths import DEFAULT_STACK_CONFIG, resolve_input
+
+
+def run_guarded(action: Callable[[], int]) -> int:
+    """Run a command; bad input becomes one line on stderr and exit status 2."""
+    try:
+        return action()
+    except UsageError as error:
+        print(f"error: {error.render()}", file=sys.stderr)
+        return UsageError.exit_code
+    except ServerUnavailable as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _wants_help(args: list[str]) -> bool:
+    return any(arg in ("-h", "--help", "help", "+help") for arg in args)
+
+
+def _settings_help(model: type, header: str) -> str:
+    lines = [header, "", "keys (+key=value; dotted keys nest, values are YAML scalars):"]
+    for name, info in model.model_fields.items():
+        default = "required" if info.is_required() else f"default {info.get_default()!r}"
+        if name == "responses_create_params":
+            default = "optional"
+        description = info.description or ""
+        lines.append(f"  +{name:<26} {description} ({default})")
+    return "\n".join(lines)
+
+
+COLLECT_HELP = _settings_help(
+    CollectSettings,
+    "usage: ng_collect_rollouts +agent_name=NAME +input_jsonl_fpath=IN.jsonl "
+    "+output_jsonl_fpath=OUT.jsonl [+key=value ...]\n\n"
+    "Collect rollouts: each task row (x num_repeats) goes to the agent's /run; rows are written\n"
+    "in task-major order. Uses the servers of a running `ng_run` when one answers, otherwise\n"
+    "starts the servers the agent needs and stops them at the end.\n\n"
+    "example: ng_collect_rollouts +agent_name=my_agent +input_jsonl_fpath=debug_tasks.jsonl \\\n"
+    "           +output_jsonl_fpath=/tmp/debug_rollouts.jsonl +limit=5 +num_samples_in_parallel=1",
+)
+
+RUN_HELP = (
+    "usage: ng_run [+config_paths=[a.yaml,b.yaml]] [+head_server.port=N] [+key=value ...]\n\n"
+    "Start every server of a stack config (default: config/servers.yaml) on 127.0.0.1 and a head\n"
+    "server that lists them, so that ng_collect_rollouts uses them. Ctrl-C or SIGTERM stops all.\n"
+    "Other +keys override the config, e.g. +model_servers.policy_model.backend=simulated."
+)
+
+
+def agent_identity(config: StackConfig, agent_name: str) -> str:
+    """Everything that makes an agent's rollouts what they are (for checkpoint identity)."""
+    agent = config.agents[agent_name]
+    return json.dumps(
+        {
+            "agent": agent_name,
+            "settings": agent.model_dump(),
+            "model": config.model_servers[agent.model_server].model_dump(),
+            "resources": config.resources_servers[agent.resources_server].model_dump(),
+        },
+        sort_keys=True,
+    )
+
+
+def collect_command(args: list[str]) -> int:
+    """``ng_collect_rollouts``: validate everything, find or start the servers, collect."""
+    from rollsweep.collector import check_reachable, collect, scan_tasks
+    from rollsweep.servers.stack import Stack, discover
+
+    settings: CollectSettings = validate_settings(CollectSettings, parse_overrides(args))
+    given_input = settings.input_jsonl_fpath
+    input_path = resolve_input(given_input)
+    output_path = Path(settings.output_jsonl_fpath)
+    if output_path.exists() and output_path.is_dir():
+        raise UsageError("is a directory, expected a file path", key="+output_jsonl_fpath")
+    if input_path.exists() and output_path.exists() and output_path.samefile(input_path):
+        raise UsageError("must differ from +input_jsonl_fpath", key="+output_jsonl_fpath")
+
+    config = None
+    if settings.agent_url is None:
+        config = load_stack_config(settings.config_paths)
+        if settings.agent_name not in config.agents:
+            known = ", ".join(sorted(config.agents))
+            raise UsageError(
+                f"unknown agent {settings.agent_name!r} (known: {known})", key="+agent_name"
+            )
+    scan = scan_tasks(input_path, settings.limit, settings.max_line_bytes)
+    if str(input_path) != given_input:
+        print(f"reading bundled {input_path}", file=sys.stderr)
+
+    if settings.agent_url is not None:
+        base = settings.agent_url.rstrip("/")
+        asyncio.run(check_reachable(base))
+        result = asyncio.run(collect(settings, scan, f"{base}/run", target=base))
+    else:
+        assert config is not None and settings.agent_name is not None
+        identity = agent_identity(config, settings.agent_name)
+        head = f"http://{config.head_server.host}:{config.head_server.port}"
+        served = discover(head)
+        agent_url = (served or {}).get("agent", {}).get(settings.agent_name)
+        if agent_url:
+            print(f"using the servers of ng_run at {head}", file=sys.stderr)
+            result = asyncio.run(collect(settings, scan, f"{agent_url}/run", target=identity))
+        else:
+            with Stack(config, agents=[settings.agent_name]) as stack:
+                run_url = f"{stack.agent_urls()[settings.agent_name]}/run"
+                result = asyncio.run(collect(settings, scan, run_url, target=identity))
+    print(result.summary_line(), file=sys.stderr)
+    total = result.n_rows + result.n_failures
+    if total and result.n_failures / total > settings.max_failure_rate:
+        print(
+            f"error: {result.n_failures} of {total} rollouts failed, over +max_failure_rate="
+            f"{settings.max_failure_rate}; rerun to retry only those",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def run_command(args: list[str]) -> int:
+    """``ng_run``: start all servers of a config and a head server; stop all on exit."""
+    import uvicorn
+    from fastapi import FastAPI
+
+    from rollsweep.servers.stack import Stack, bind_socket
+
+    overrides = parse_overrides(args)
+    paths = overrides.pop("config_paths", None)
+    if isinstance(paths, str):
+        paths = [paths]
+    config = load_stack_config(paths, overrides)
+    try:
+        head_socket = bind_socket(config.head_server.host, config.head_server.port)
+    except OSError as error:
+        raise UsageError(
+            f"cannot listen on {config.head_server.host}:{config.head_server.port}: "
+            f"{error.strerror} (another ng_run? choose +head_server.port=N)",
+            key="+head_server.port",
+        ) from None
+    stack = Stack(config)
+    try:
+        stack.start()
+        head = FastAPI(title="rollsweep head server")
+        head.get("/global_config")(stack.urls)
+        head.get("/health")(lambda: {"status": "ok"})
+        port = head_socket.getsockname()[1]
+        for kind, servers in stack.urls().items():
+            for name, url in servers.items():
+                print(f"{kind:<9} {name:<24} {url}", file=sys.stderr)
+        print(
+            f"head      http://{config.head_server.host}:{port}  (Ctrl-C stops all)",
+            file=sys.stderr,
+            flush=True,
+        )
+        server = uvicorn.Server(uvicorn.Config(head, log_level="warning", access_log=False))
+        asyncio.run(server.serve(sockets=[head_socket]))
+    finally:
+        stack.stop()
+    return 0
+
+
+def ng_collect_rollouts(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if _wants_help(args):
+        print(COLLECT_HELP)
+        sys.exit(0)
+    sys.exit(run_guarded(lambda: collect_command(args)))
+
+
+def ng_run(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if _wants_help(args):
+        print(RUN_HELP)
+        sys.exit(0)
+    sys.exit(run_guarded(lambda: run_command(args)))
+
+
+def _make_tasks(ns: argparse.Namespace) -> int:
+    from rollsweep.taskgen import write_bundled_tasks
+
+    counts = write_bundled_tasks(Path(ns.out_dir))
+    for name, count in counts.items():
+        print(f"{count:>5}  {Path(ns.out_dir) / name}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rollsweep",
+        description="Collect rollouts, sweep parameters and study rewards of LLM agents.",
+        epilog="The sweep pipeline itself runs with `snakemake --cores N` in the repository.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    collect = commands.add_parser(
+        "collect", help="collect rollouts (same as ng_collect_rollouts)", add_help=False
+    )
+    collect.set_defaults(handler=lambda ns, rest: collect_command(rest))
+    serve = commands.add_parser("serve", help="start the servers (same as ng_run)", add_help=False)
+    serve.set_defaults(handler=lambda ns, rest: run_command(rest))
+    make = commands.add_parser("make-tasks", help="regenerate the bundled task files")
+    make.add_argument("out_dir", nargs="?", default=str(DEFAULT_STACK_CONFIG.parents[1] / "data"))
+    make.set_defaults(handler=lambda ns, rest: _make_tasks(ns))
+    return parser
+
+
+def rollsweep_main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    if args and args[0] in ("collect", "serve") and _wants_help(args[1:]):
+        print(COLLECT_HELP if args[0] == "collect" else RUN_HELP)
+        sys.exit(0)
+    ns, rest = parser.parse_known_args(args)
+    if rest and ns.command not in ("collect", "serve"):
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    handler: Callable[[Any, list[str]], int] = ns.handler
+    sys.exit(run_guarded(lambda: handler(ns, rest)))

@@ -1,0 +1,542 @@
+"""The rollout collector: stream tasks to an agent's ``/run`` and write rollout rows in order.
+
+Design points:
+- the input is validated in a first streaming pass, before any request, so bad input costs
+  nothing and writes nothing;
+- at most ``num_samples_in_parallel`` rollouts are in flight (a fixed pool of workers fed by a
+  bounded queue), so memory does not grow with the number of rollouts;
+- finished rows are appended to a checkpoint beside the output (not a Snakemake output, which
+  would be deleted on failure); a rerun skips what the checkpoint holds;
+- the output is written at the end from the checkpoint in task-major order (line i is task
+  i // num_repeats, repeat i % num_repeats), aside and renamed, so it appears whole or not at all;
+- infrastructure failures (after retries) go to ``<stem>_failures.jsonl``, never into the output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import math
+import os
+import random
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import httpx
+import orjson
+
+from rollsweep.config import CollectSettings
+from rollsweep.errors import ServerUnavailable, UsageError
+from rollsweep.jsonl import atomic_output, dumps, iter_jsonl
+from rollsweep.rows import validate_task
+from rollsweep.servers.conversion import output_text
+
+#: Connections per httpx client. One client with thousands of connections spends time
+#: quadratic in the pool size; several smaller clients keep each pool short.
+CONNECTIONS_PER_CLIENT = 256
+#: Sampling keys that are not part of a configuration's identity.
+NON_PARAM_KEYS = ("input", "instructions", "tools", "metadata", "seed", "tool_choice")
+FSYNC_EVERY_ROWS = 64
+FSYNC_EVERY_SECONDS = 1.0
+
+
+# --------------------------------------------------------------------------- input
+
+
+@dataclass(frozen=True)
+class TaskScan:
+    """What the validation pass learned about an input file."""
+
+    path: Path
+    n_tasks: int
+    sha256: str
+
+
+def scan_tasks(path: Path, limit: int | None, max_line_bytes: int) -> TaskScan:
+    """Validate every task row up to ``limit`` (streaming) and hash what was read."""
+    digest = hashlib.sha256()
+    seen_ids: dict[str, int] = {}
+    n_tasks = 0
+    shown = str(path)
+    for line, data in iter_jsonl(path, max_line_bytes=max_line_bytes):
+        if limit is not None and n_tasks >= limit:
+            break
+        task = validate_task(data, path=shown, line=line)
+        if task.task_id is not None:
+            task_id = str(task.task_id)
+            if task_id in seen_ids:
+                raise UsageError(
+                    f"duplicate task_id {task_id!r} (first on line {seen_ids[task_id]})",
+                    path=shown,
+                    line=line,
+                    key="task_id",
+                )
+            seen_ids[task_id] = line
+        digest.update(orjson.dumps(data, option=orjson.OPT_SORT_KEYS))
+        n_tasks += 1
+    if n_tasks == 0:
+        raise UsageError("no tasks to run (the file is empty, or +limit=0)", path=shown)
+    return TaskScan(path=path, n_tasks=n_tasks, sha256=digest.hexdigest())
+
+
+def iter_tasks(path: Path, limit: int | None, max_line_bytes: int) -> Iterator[dict[str, Any]]:
+    """The task rows again, streaming (already validated by scan_tasks)."""
+    for index, (_, data) in enumerate(iter_jsonl(path, max_line_bytes=max_line_bytes)):
+        if limit is not None and index >= limit:
+            return
+        yield data
+
+
+def derive_seed(run_seed: int, task_index: int, rollout_index: int) -> int:
+    """A rollout's seed: a stable function of (run seed, task index, repeat index)."""
+    digest = hashlib.sha256(f"{run_seed}:{task_index}:{rollout_index}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+def build_request(task: dict[str, Any], overrides: dict[str, Any], seed: int) -> dict[str, Any]:
+    """The task as sent to ``/run``: command-line sampling overrides applied, seed set."""
+    params = {**task["responses_create_params"], **overrides, "seed": seed}
+    return {**task, "responses_create_params": params}
+
+
+def effective_params(request: dict[str, Any]) -> dict[str, Any]:
+    """The sampling parameters that identify a configuration (no input, tools or seed)."""
+    params = request["responses_create_params"]
+    return {k: v for k, v in params.items() if k not in NON_PARAM_KEYS}
+
+
+def configuration_hash(settings: CollectSettings, scan: TaskScan, target: str) -> str:
+    """Identity of a run's results: a checkpoint is reused only for the same hash."""
+    identity = {
+        "input_sha256": scan.sha256,
+        "target": target,
+        "limit": settings.limit,
+        "num_repeats": settings.num_repeats,
+        "overrides": settings.responses_create_params.model_dump(exclude_none=True),
+        "seed": settings.seed,
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------- checkpoint
+
+
+def checkpoint_path(output: Path, config_hash: str) -> Path:
+    """The progress file beside the output; its name carries the configuration hash."""
+    return output.parent / f".{output.name}.{config_hash}.ckpt.jsonl"
+
+
+def read_checkpoint(path: Path) -> dict[tuple[int, int], tuple[int, int]]:
+    """(task, repeat) -> (offset, length) of each whole row; a torn last line is cut off."""
+    index: dict[tuple[int, int], tuple[int, int]] = {}
+    if not path.exists():
+        return index
+    good_end = 0
+    with open(path, "rb") as handle:
+        offset = 0
+        for raw in handle:
+            length = len(raw)
+            if not raw.endswith(b"\n"):
+                break
+            try:
+                row = orjson.loads(raw)
+                key = (int(row["_ng_task_index"]), int(row["_ng_rollout_index"]))
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                break
+            index.setdefault(key, (offset, length))
+            offset += length
+            good_end = offset
+    if good_end != path.stat().st_size:
+        with open(path, "r+b") as handle:
+            handle.truncate(good_end)
+    return index
+
+
+class CheckpointWriter:
+    """Appends rows and fsyncs them in batches (every N rows or T seconds)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._handle: BinaryIO = open(path, "ab")  # noqa: SIM115 - closed in close()
+        self._unsynced = 0
+        self._last_sync = time.monotonic()
+
+    def append(self, row: dict[str, Any]) -> None:
+        self._handle.write(dumps(row))
+        self._unsynced += 1
+        now = time.monotonic()
+        if self._unsynced >= FSYNC_EVERY_ROWS or now - self._last_sync >= FSYNC_EVERY_SECONDS:
+            self.sync()
+
+    def sync(self) -> None:
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+        self._unsynced = 0
+        self._last_sync = time.monotonic()
+
+    def close(self) -> None:
+        if not self._handle.closed:
+            self.sync()
+            self._handle.close()
+
+
+def write_ordered_output(checkpoint: Path, output: Path, n_tasks: int, n_repeats: int) -> int:
+    """Copy the checkpoint's rows into ``output`` in task-major order, atomically."""
+    index = read_checkpoint(checkpoint)
+    written = 0
+    with open(checkpoint, "rb") as source, atomic_output(output) as sink:
+        for task_index in range(n_tasks):
+            for rollout_index in range(n_repeats):
+                place = index.get((task_index, rollout_index))
+                if place is None:
+                    continue
+                source.seek(place[0])
+                sink.write(source.read(place[1]))
+                written += 1
+    return written
+
+
+# --------------------------------------------------------------------------- requests
+
+
+class RolloutFailed(Exception):
+    """A rollout that could not be completed; ``kind`` says why."""
+
+    def __init__(self, kind: str, message: str, attempts: int) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.attempts = attempts
+
+
+def _retry_after_seconds(reply: httpx.Response) -> float | None:
+    value = reply.headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def backoff_delay(attempt: int, base_s: float = 0.5, cap_s: float = 30.0) -> float:
+    """Exponential backoff with full jitter for the given (1-based) attempt."""
+    return random.uniform(0, min(cap_s, base_s * 2 ** (attempt - 1)))
+
+
+async def post_with_retries(
+    client: httpx.AsyncClient, url: str, payload: dict[str, Any], max_attempts: int
+) -> tuple[dict[str, Any], int]:
+    """POST with retries for infrastructure errors only; returns (json, attempts used)."""
+    for attempt in range(1, max_attempts + 1):
+        delay: float | None = None
+        try:
+            reply = await client.post(url, json=payload)
+        except httpx.TimeoutException as error:
+            failure = RolloutFailed("timeout", f"{type(error).__name__} from {url}", attempt)
+        except httpx.TransportError as error:
+            failure = RolloutFailed("connection", f"{type(error).__name__}: {error}", attempt)
+        else:
+            status = reply.status_code
+            if status < 400:
+                try:
+                    return reply.json(), attempt
+                except ValueError:
+                    failure = RolloutFailed("bad_response", "the answer is not JSON", attempt)
+                    raise failure from None
+            detail = reply.text[:300].replace("\n", " ")
+            if status == 429 or status >= 500:
+                failure = RolloutFailed(f"http_{status}", detail, attempt)
+                delay = _retry_after_seconds(reply)
+            else:
+                raise RolloutFailed(f"http_{status}", detail, attempt)
+        if attempt == max_attempts:
+            raise failure
+        await asyncio.sleep(delay if delay is not None else backoff_delay(attempt))
+    raise AssertionError("unreachable")
+
+
+def to_rollout_row(
+    request: dict[str, Any],
+    result: dict[str, Any],
+    task_index: int,
+    rollout_index: int,
+    seed: int,
+    latency_s: float,
+) -> dict[str, Any]:
+    """Merge what the agent returned with the task and the collector's bookkeeping."""
+    if not isinstance(result, dict) or "reward" not in result:
+        raise RolloutFailed("bad_response", "the agent's answer has no 'reward'", 1)
+    reward = result["reward"]
+    if isinstance(reward, bool) or not isinstance(reward, int | float) or not math.isfinite(reward):
+        raise RolloutFailed("bad_response", f"the agent's reward is not a number: {reward!r}", 1)
+    row = {**request, **result}
+    if "output" not in row:
+        row["output"] = output_text(row.get("response") or {})
+    metrics = dict(row.get("metrics") or {})
+    metrics["latency_s"] = round(latency_s, 6)
+    row["metrics"] = metrics
+    row["_ng_task_index"] = task_index
+    row["_ng_rollout_index"] = rollout_index
+    row["params"] = effective_params(request)
+    row["seed"] = seed
+    return row
+
+
+# --------------------------------------------------------------------------- progress
+
+
+@dataclass
+class Tally:
+    total: int
+    done: int = 0
+    skipped: int = 0
+    failed: int = 0
+    retried: int = 0
+    reward_sum: float = 0.0
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def mean_reward(self) -> float:
+        return self.reward_sum / self.done if self.done else float("nan")
+
+
+class Progress:
+    """A tqdm bar on a terminal; plain log lines every few seconds otherwise."""
+
+    def __init__(self, tally: Tally, enabled: bool | None, label: str) -> None:
+        self.tally = tally
+        self.label = label
+        interactive = sys.stderr.isatty() if enabled is None else enabled
+        self._bar = None
+        self._last_log = time.monotonic()
+        if interactive:
+            from tqdm import tqdm
+
+            self._bar = tqdm(
+                total=tally.total,
+                initial=tally.skipped,
+                unit="rollout",
+                desc=label,
+                dynamic_ncols=True,
+                smoothing=0.1,
+            )
+
+    def update(self) -> None:
+        tally = self.tally
+        if self._bar is not None:
+            self._bar.update(1)
+            self._bar.set_postfix(
+                reward=f"{tally.mean_reward:.3f}", failed=tally.failed, refresh=False
+            )
+            return
+        now = time.monotonic()
+        finished = tally.done + tally.failed + tally.skipped
+        if now - self._last_log >= 10 or finished == tally.total:
+            self._last_log = now
+            elapsed = now - tally.started
+            fresh = tally.done + tally.failed
+            rate = fresh / elapsed if elapsed > 0 else 0.0
+            eta = (tally.total - finished) / rate if rate > 0 else float("inf")
+            print(
+                f"[{self.label}] {finished}/{tally.total} rollouts, {rate:.1f}/s, "
+                f"ETA {eta:.0f}s, mean reward {tally.mean_reward:.3f}, failures {tally.failed}",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+# --------------------------------------------------------------------------- the run
+
+
+@dataclass
+class CollectResult:
+    output: Path
+    n_rows: int
+    n_failures: int
+    n_skipped: int
+    mean_reward: float
+    wall_s: float
+    failures_path: Path | None
+    checkpoint: Path
+
+    def summary_line(self) -> str:
+        failures = f"{self.n_failures} failed" + (
+            f" (see {self.failures_path})" if self.failures_path else ""
+        )
+        resumed = f", {self.n_skipped} resumed from checkpoint" if self.n_skipped else ""
+        return (
+            f"{self.n_rows} rollouts, mean reward {self.mean_reward:.3f}, {failures}{resumed}, "
+            f"{self.wall_s:.1f} s -> {self.output}"
+        )
+
+
+def failures_path_for(output: Path) -> Path:
+    return output.with_name(f"{output.stem}_failures.jsonl")
+
+
+async def _jobs(
+    scan: TaskScan, settings: CollectSettings, done: set[tuple[int, int]], tally: Tally
+) -> AsyncIterator[tuple[int, int, dict[str, Any], int]]:
+    overrides = settings.responses_create_params.model_dump(exclude_none=True)
+    for task_index, task in enumerate(
+        iter_tasks(scan.path, settings.limit, settings.max_line_bytes)
+    ):
+        for rollout_index in range(settings.num_repeats):
+            if (task_index, rollout_index) in done:
+                continue
+            seed = derive_seed(settings.seed, task_index, rollout_index)
+            yield task_index, rollout_index, build_request(task, overrides, seed), seed
+        if task_index % 256 == 0:
+            await asyncio.sleep(0)  # let workers run while a long file is read
+
+
+async def collect(
+    settings: CollectSettings, scan: TaskScan, run_url: str, *, target: str
+) -> CollectResult:
+    """Run every (task, repeat) not yet in the checkpoint against ``run_url``; write outputs."""
+    output = Path(settings.output_jsonl_fpath)
+    config_hash = configuration_hash(settings, scan, target)
+    checkpoint = checkpoint_path(output, config_hash)
+    if not settings.resume:
+        checkpoint.unlink(missing_ok=True)
+    done = set(read_checkpoint(checkpoint))
+    total = scan.n_tasks * settings.num_repeats
+    tally = Tally(total=total, skipped=len(done))
+    progress = Progress(tally, settings.progress, label=output.name)
+    writer = CheckpointWriter(checkpoint)
+    failures: list[dict[str, Any]] = []
+
+    width = settings.num_samples_in_parallel
+    per_client = min(width, CONNECTIONS_PER_CLIENT)
+    timeout = httpx.Timeout(settings.request_timeout_s, connect=settings.connect_timeout_s)
+    clients = [
+        httpx.AsyncClient(
+            timeout=timeout,
+            limits=httpx.Limits(max_connections=per_client, max_keepalive_connections=per_client),
+        )
+        for _ in range(math.ceil(width / per_client))
+    ]
+    queue: asyncio.Queue[tuple[int, int, dict[str, Any], int] | None] = asyncio.Queue(width)
+
+    async def run_one(client: httpx.AsyncClient, job: tuple[int, int, dict[str, Any], int]) -> None:
+        task_index, rollout_index, request, seed = job
+        started = time.perf_counter()
+        attempts = 0
+        try:
+            async with asyncio.timeout(settings.rollout_timeout_s):
+                result, attempts = await post_with_retries(
+                    client, run_url, request, settings.max_attempts
+                )
+            row = to_rollout_row(
+                request, result, task_index, rollout_index, seed, time.perf_counter() - started
+            )
+        except RolloutFailed as error:
+            failures.append(
+                {
+                    "_ng_task_index": task_index,
+                    "_ng_rollout_index": rollout_index,
+                    "task_id": request.get("task_id"),
+                    "error_kind": error.kind,
+                    "message": error.message,
+                    "attempts": error.attempts,
+                }
+            )
+            tally.failed += 1
+            tally.retried += error.attempts - 1
+        except TimeoutError:
+            failures.append(
+                {
+                    "_ng_task_index": task_index,
+                    "_ng_rollout_index": rollout_index,
+                    "task_id": request.get("task_id"),
+                    "error_kind": "rollout_timeout",
+                    "message": f"no result within {settings.rollout_timeout_s} s",
+                    "attempts": max(attempts, 1),
+                }
+            )
+            tally.failed += 1
+        else:
+            writer.append(row)
+            tally.done += 1
+            tally.retried += attempts - 1
+            tally.reward_sum += float(row["reward"])
+        progress.update()
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        while (job := await queue.get()) is not None:
+            await run_one(client, job)
+
+    workers = [asyncio.create_task(worker(clients[i % len(clients)])) for i in range(width)]
+    try:
+        async for job in _jobs(scan, settings, done, tally):
+            await queue.put(job)
+        for _ in workers:
+            await queue.put(None)
+        await asyncio.gather(*workers)
+    finally:
+        for task in workers:
+            task.cancel()
+        with contextlib.suppress(BaseException):
+            await asyncio.gather(*workers, return_exceptions=True)
+        writer.close()
+        progress.close()
+        for client in clients:
+            await client.aclose()
+
+    n_rows = write_ordered_output(checkpoint, output, scan.n_tasks, settings.num_repeats)
+    sidecar = failures_path_for(output)
+    if failures:
+        failures.sort(key=lambda f: (f["_ng_task_index"], f["_ng_rollout_index"]))
+        with atomic_output(sidecar) as handle:
+            for failure in failures:
+                handle.write(dumps(failure))
+    else:
+        sidecar.unlink(missing_ok=True)
+    if not failures:
+        checkpoint.unlink(missing_ok=True)
+    mean = _mean_reward_of(output) if tally.skipped else tally.mean_reward
+    return CollectResult(
+        output=output,
+        n_rows=n_rows,
+        n_failures=len(failures),
+        n_skipped=tally.skipped,
+        mean_reward=mean,
+        wall_s=time.monotonic() - tally.started,
+        failures_path=sidecar if failures else None,
+        checkpoint=checkpoint,
+    )
+
+
+def _mean_reward_of(path: Path) -> float:
+    total = count = 0
+    for _, row in iter_jsonl(path):
+        total += row["reward"]
+        count += 1
+    return total / count if count else float("nan")
+
+
+async def check_reachable(url: str, timeout_s: float = 5.0) -> None:
+    """Fail fast, naming the URL, when nothing listens there."""
+    parsed = httpx.URL(url)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        _, writer = await asyncio.wait_for(
+            asyncio.open_connection(parsed.host, port), timeout=timeout_s
+        )
+    except (OSError, TimeoutError) as error:
+        raise ServerUnavailable(f"cannot reach the agent at {url}: {error}") from None
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()

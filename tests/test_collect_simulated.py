@@ -1,0 +1,161 @@
+"""The collector against real servers on loopback (simulated model backend)."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+from conftest import read_rows, run_cli, write_stack_config, write_tasks
+
+
+def collect(config: Path, tasks: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
+    return run_cli(
+        "ng_collect_rollouts",
+        "+agent_name=my_agent",
+        f"+input_jsonl_fpath={tasks}",
+        f"+output_jsonl_fpath={out}",
+        f"+config_paths=[{config}]",
+        *extra,
+    )
+
+
+def without_timing(row: dict) -> dict:
+    """A row without its timing fields (wall-clock latency and creation time)."""
+    row = json.loads(json.dumps(row))
+    row["metrics"].pop("latency_s")
+    row["metrics"].pop("model_latency_s", None)
+    row["response"].pop("created_at")
+    return row
+
+
+def test_exploration_shape_order_and_determinism(tmp_path, sim_config):
+    """The seed's behavioral exploration: 50 tasks x 5 repeats at parallel 10 -> 250 rows."""
+    tasks = write_tasks(tmp_path / "research_tasks.jsonl", 60)
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    args = (
+        "+responses_create_params.temperature=0.9",
+        "+num_repeats=5",
+        "+limit=50",
+        "+num_samples_in_parallel=10",
+    )
+    result = collect(sim_config, tasks, first, *args)
+    assert result.returncode == 0, result.stderr
+    assert "250 rollouts" in result.stderr
+    rows = read_rows(first)
+    assert len(rows) == 250
+    for line, row in enumerate(rows):
+        assert row["_ng_task_index"] == line // 5
+        assert row["_ng_rollout_index"] == line % 5
+        assert row["responses_create_params"]["temperature"] == 0.9
+        assert row["params"]["temperature"] == 0.9
+        assert isinstance(row["reward"], float | int)
+        assert row["output"].startswith("The answer is")
+    # every row keeps its input fields
+    assert rows[7]["task_id"] == "t0001" and rows[7]["expected_answer"]
+    # seeds differ between repeats and are reproducible
+    assert len({row["seed"] for row in rows}) == 250
+
+    result = collect(sim_config, tasks, second, *args, "+num_samples_in_parallel=3")
+    assert result.returncode == 0, result.stderr
+    again = read_rows(second)
+    assert [without_timing(r) for r in rows] == [without_timing(r) for r in again]
+
+    rewards = [row["reward"] for row in rows]
+    assert 0 < sum(rewards) / len(rewards) < 1
+
+
+def test_seed_variance_script_groups_by_task(tmp_path, sim_config):
+    """The seed's per-task-variance script, verbatim, on our output."""
+    tasks = write_tasks(tmp_path / "tasks.jsonl", 50)
+    out = tmp_path / "exploration_rollouts.jsonl"
+    result = collect(
+        sim_config,
+        tasks,
+        out,
+        "+num_repeats=5",
+        "+limit=50",
+        "+num_samples_in_parallel=10",
+        "+responses_create_params.temperature=0.9",
+    )
+    assert result.returncode == 0, result.stderr
+    seed_script = """
+import json
+from collections import defaultdict
+import statistics
+
+# Group by task (every 5 rollouts)
+groups = defaultdict(list)
+with open('exploration_rollouts.jsonl') as f:
+    for i, line in enumerate(f):
+        rollout = json.loads(line)
+        task_id = i // 5
+        groups[task_id].append(rollout['reward'])
+
+# Compute statistics
+for task_id, rewards in groups.items():
+    print(f"Task {task_id}: "
+          f"μ={statistics.mean(rewards):.2f}, "
+          f"σ={statistics.stdev(rewards):.2f}, "
+          f"range=[{min(rewards):.2f}, {max(rewards):.2f}]")
+"""
+    printed = subprocess.run(
+        [sys.executable, "-c", seed_script],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    assert len(printed) == 50
+    by_index = defaultdict(list)
+    for row in read_rows(out):
+        by_index[row["_ng_task_index"]].append(row["reward"])
+    for task_index, line in enumerate(printed):
+        rewards = by_index[task_index]
+        assert len(rewards) == 5
+        assert line == (
+            f"Task {task_index}: μ={statistics.mean(rewards):.2f}, "
+            f"σ={statistics.stdev(rewards):.2f}, range=[{min(rewards):.2f}, {max(rewards):.2f}]"
+        )
+
+
+def test_limit_counts_tasks_before_repeats(tmp_path, sim_config):
+    tasks = write_tasks(tmp_path / "tasks.jsonl", 10)
+    out = tmp_path / "out.jsonl"
+    result = collect(sim_config, tasks, out, "+limit=3", "+num_repeats=2")
+    assert result.returncode == 0, result.stderr
+    rows = read_rows(out)
+    assert [(r["_ng_task_index"], r["_ng_rollout_index"]) for r in rows] == [
+        (0, 0),
+        (0, 1),
+        (1, 0),
+        (1, 1),
+        (2, 0),
+        (2, 1),
+    ]
+    assert not list(tmp_path.glob(".out.jsonl.*.ckpt.jsonl")), "checkpoint left behind"
+
+
+def test_timeouts_send_rollouts_to_the_failures_sidecar(tmp_path):
+    config = write_stack_config(tmp_path / "slow.yaml", latency_ms=3000)
+    tasks = write_tasks(tmp_path / "tasks.jsonl", 2)
+    out = tmp_path / "out.jsonl"
+    result = collect(
+        config,
+        tasks,
+        out,
+        "+request_timeout_s=0.3",
+        "+max_attempts=2",
+        "+num_samples_in_parallel=2",
+    )
+    assert result.returncode == 1, result.stderr
+    assert "2 of 2 rollouts failed" in result.stderr
+    assert read_rows(out) == []
+    failures = read_rows(tmp_path / "out_failures.jsonl")
+    assert [(f["_ng_task_index"], f["error_kind"], f["attempts"]) for f in failures] == [
+        (0, "timeout", 2),
+        (1, "timeout", 2),
+    ]

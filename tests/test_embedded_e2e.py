@@ -1,0 +1,62 @@
+"""The seed's quick debug, verbatim, on the real embedded SmolLM2 model."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+from conftest import read_rows, run_cli
+
+pytestmark = pytest.mark.embedded
+
+
+def test_seed_quick_debug_on_the_embedded_model(tmp_path):
+    out = tmp_path / "debug_rollouts.jsonl"
+    result = run_cli(
+        "ng_collect_rollouts",
+        "+agent_name=my_agent",
+        "+input_jsonl_fpath=debug_tasks.jsonl",
+        f"+output_jsonl_fpath={out}",
+        "+limit=5",
+        "+num_samples_in_parallel=1",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = read_rows(out)
+    assert len(rows) == 5
+    assert [row["_ng_task_index"] for row in rows] == [0, 1, 2, 3, 4]
+    for row in rows:
+        assert row["response"]["model"].startswith("SmolLM2-135M-Instruct")
+        assert row["metrics"]["output_tokens"] > 0
+        assert isinstance(row["output"], str)
+        assert 0.0 <= row["reward"] <= 1.0
+
+    # The seed's inspection commands work on the file.
+    first = subprocess.run(
+        f"head -1 {out} | jq '.'", shell=True, capture_output=True, text=True, check=True
+    ).stdout
+    assert json.loads(first)["_ng_task_index"] == 0
+    rewards = subprocess.run(
+        ["jq", ".reward", str(out)], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert [float(r) for r in rewards] == [row["reward"] for row in rows]
+
+
+def test_embedded_model_is_reproducible_with_a_seed(tmp_path):
+    outs = [tmp_path / "a.jsonl", tmp_path / "b.jsonl"]
+    for out in outs:
+        result = run_cli(
+            "ng_collect_rollouts",
+            "+agent_name=my_agent",
+            "+input_jsonl_fpath=debug_tasks.jsonl",
+            f"+output_jsonl_fpath={out}",
+            "+limit=2",
+            "+seed=7",
+            "+responses_create_params.temperature=0.9",
+            cwd=tmp_path,
+        )
+        assert result.returncode == 0, result.stderr
+    first, second = (read_rows(out) for out in outs)
+    assert [r["output"] for r in first] == [r["output"] for r in second]
+    assert [r["response"]["id"] for r in first] == [r["response"]["id"] for r in second]

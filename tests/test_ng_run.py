@@ -1,0 +1,88 @@
+"""`ng_run` serves a stack that `ng_collect_rollouts` uses; SIGTERM and kill -9 leave no orphan."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import yaml
+from conftest import read_rows, run_cli, write_tasks
+
+
+def start_ng_run(config: Path) -> tuple[subprocess.Popen, str]:
+    port = yaml.safe_load(config.read_text())["head_server"]["port"]
+    script = Path(sys.executable).parent / "ng_run"
+    process = subprocess.Popen(
+        [str(script), f"+config_paths=[{config}]"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    head = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{head}/global_config", timeout=0.5).status_code == 200:
+                return process, head
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None:
+            raise AssertionError(process.stderr.read())
+        time.sleep(0.1)
+    process.kill()
+    raise AssertionError("ng_run did not come up")
+
+
+def wait_gone(pids: list[int], timeout: float = 10.0) -> list[int]:
+    deadline = time.monotonic() + timeout
+    alive = pids
+    while alive and time.monotonic() < deadline:
+        alive = [
+            pid
+            for pid in alive
+            if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        ]
+        time.sleep(0.1)
+    return alive
+
+
+def test_collector_uses_the_running_stack_and_sigterm_stops_all(tmp_path, sim_config):
+    process, head = start_ng_run(sim_config)
+    try:
+        served = httpx.get(f"{head}/global_config").json()
+        assert set(served) == {"model", "resources", "agent"}
+        assert "my_agent" in served["agent"]
+        children = [child.pid for child in psutil.Process(process.pid).children(recursive=True)]
+        assert len(children) == 3
+        tasks = write_tasks(tmp_path / "tasks.jsonl", 4)
+        out = tmp_path / "out.jsonl"
+        result = run_cli(
+            "ng_collect_rollouts",
+            "+agent_name=my_agent",
+            f"+input_jsonl_fpath={tasks}",
+            f"+output_jsonl_fpath={out}",
+            f"+config_paths=[{sim_config}]",
+        )
+        assert result.returncode == 0, result.stderr
+        assert "using the servers of ng_run" in result.stderr
+        assert len(read_rows(out)) == 4
+        model_url = served["model"]["sim"]
+        assert httpx.get(f"{model_url}/stats").json()["requests"] == 4
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=20)
+    assert wait_gone(children) == []
+
+
+def test_kill_9_of_ng_run_takes_its_servers_down(sim_config):
+    process, _ = start_ng_run(sim_config)
+    children = [child.pid for child in psutil.Process(process.pid).children(recursive=True)]
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(timeout=10)
+    assert wait_gone(children) == []
