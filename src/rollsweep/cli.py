@@ -117,7 +117,7 @@ def collect_command(args: list[str]) -> int:
     else:
         assert config is not None and settings.agent_name is not None
         identity = agent_identity(config, settings.agent_name)
-        head = f"http://{config.head_server.host}:{config.head_server.port}"
+        head = settings.head_url or f"http://{config.head_server.host}:{config.head_server.port}"
         served = discover(head)
         agent_url = (served or {}).get("agent", {}).get(settings.agent_name)
         if agent_url:

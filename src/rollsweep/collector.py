@@ -93,6 +93,17 @@ def iter_tasks(path: Path, limit: int | None, max_line_bytes: int) -> Iterator[d
         yield data
 
 
+def task_range(settings: CollectSettings, scan: TaskScan) -> range:
+    """The task indices this run covers: a chunk of the first ``limit`` tasks."""
+    stop = scan.n_tasks if settings.task_stop is None else min(settings.task_stop, scan.n_tasks)
+    return range(min(settings.task_start, stop), stop)
+
+
+def repeat_range(settings: CollectSettings) -> range:
+    """The repeat indices this run covers (a shard of repeats when first_repeat > 0)."""
+    return range(settings.first_repeat, settings.first_repeat + settings.num_repeats)
+
+
 def derive_seed(run_seed: int, task_index: int, rollout_index: int) -> int:
     """A rollout's seed: a stable function of (run seed, task index, repeat index)."""
     digest = hashlib.sha256(f"{run_seed}:{task_index}:{rollout_index}".encode()).digest()
@@ -118,6 +129,9 @@ def configuration_hash(settings: CollectSettings, scan: TaskScan, target: str) -
         "target": target,
         "limit": settings.limit,
         "num_repeats": settings.num_repeats,
+        "first_repeat": settings.first_repeat,
+        "task_start": settings.task_start,
+        "task_stop": settings.task_stop,
         "overrides": settings.responses_create_params.model_dump(exclude_none=True),
         "seed": settings.seed,
     }
@@ -187,13 +201,13 @@ class CheckpointWriter:
             self._handle.close()
 
 
-def write_ordered_output(checkpoint: Path, output: Path, n_tasks: int, n_repeats: int) -> int:
+def write_ordered_output(checkpoint: Path, output: Path, tasks: range, repeats: range) -> int:
     """Copy the checkpoint's rows into ``output`` in task-major order, atomically."""
     index = read_checkpoint(checkpoint)
     written = 0
     with open(checkpoint, "rb") as source, atomic_output(output) as sink:
-        for task_index in range(n_tasks):
-            for rollout_index in range(n_repeats):
+        for task_index in tasks:
+            for rollout_index in repeats:
                 place = index.get((task_index, rollout_index))
                 if place is None:
                     continue
@@ -412,7 +426,7 @@ async def collect(
     if not settings.resume:
         checkpoint.unlink(missing_ok=True)
     done = set(read_checkpoint(checkpoint))
-    total = scan.n_tasks * settings.num_repeats
+    total = len(task_range(settings, scan)) * settings.num_repeats
     tally = Tally(total=total, skipped=len(done))
     progress = Progress(tally, settings.progress, label=output.name)
     writer = CheckpointWriter(checkpoint)
@@ -495,7 +509,9 @@ async def collect(
         for client in clients:
             await client.aclose()
 
-    n_rows = write_ordered_output(checkpoint, output, scan.n_tasks, settings.num_repeats)
+    n_rows = write_ordered_output(
+        checkpoint, output, task_range(settings, scan), repeat_range(settings)
+    )
     sidecar = failures_path_for(output)
     if failures:
         failures.sort(key=lambda f: (f["_ng_task_index"], f["_ng_rollout_index"]))

@@ -184,11 +184,21 @@ class CollectSettings(StrictModel):
     output_jsonl_fpath: str = Field(description="rollout rows, written atomically at the end")
     limit: int | None = Field(default=None, ge=0, description="first N tasks (before repeats)")
     num_repeats: int = Field(default=1, ge=1, description="rollouts per task")
+    first_repeat: int = Field(
+        default=0, ge=0, description="first repeat index (a shard of repeats, for clusters)"
+    )
+    task_start: int = Field(default=0, ge=0, description="first task index (a chunk of tasks)")
+    task_stop: int | None = Field(
+        default=None, ge=0, description="task index to stop before (default: all)"
+    )
     num_samples_in_parallel: int = Field(default=8, ge=1, description="rollouts in flight")
     responses_create_params: SamplingParams = Field(
         default=SamplingParams(), description="overrides for every row, e.g. .temperature=0.5"
     )
     seed: int = Field(default=0, description="run seed; each rollout's seed derives from it")
+    head_url: str | None = Field(
+        default=None, description="ng_run head server to use (default: the config's head_server)"
+    )
     config_paths: list[str] | None = Field(
         default=None, description="stack config files (default: config/servers.yaml)"
     )
