@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import json
-import os
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,8 @@ from rollsweep.config import StackConfig
 from rollsweep.errors import ServerUnavailable
 
 START_TIMEOUT_S = 120.0
+#: Where a workflow tells its collection jobs about the head server it started.
+HEAD_URL_ENV = "ROLLSWEEP_HEAD_URL"
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
@@ -215,9 +218,48 @@ def discover(head_url: str, timeout_s: float = 0.5) -> dict[str, Any] | None:
         return None
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+def create_head_app(stack: Stack) -> Any:
+    """The head server: ``/global_config`` lists the URLs of the stack's servers."""
+    from fastapi import FastAPI
+
+    head = FastAPI(title="rollsweep head server")
+    head.get("/global_config")(stack.urls)
+    head.get("/health")(lambda: {"status": "ok"})
+    return head
+
+
+@dataclass
+class BackgroundStack:
+    """A stack plus its head server in a thread: the servers of one Snakemake run."""
+
+    stack: Stack
+    head_url: str = ""
+    _server: Any = None
+    _thread: threading.Thread | None = None
+
+    def start(self) -> str:
+        import uvicorn
+
+        self.stack.start()
+        sock = bind_socket(self.stack.host, 0)
+        self.head_url = f"http://{self.stack.host}:{sock.getsockname()[1]}"
+        config = uvicorn.Config(
+            create_head_app(self.stack), log_level="warning", access_log=False
+        )
+        self._server = uvicorn.Server(config)
+        self._server.install_signal_handlers = lambda: None  # the main thread owns signals
+        self._thread = threading.Thread(
+            target=lambda: asyncio.run(self._server.serve(sockets=[sock])), daemon=True
+        )
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self.head_url
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self.stack.stop()

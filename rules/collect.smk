@@ -1,0 +1,39 @@
+# One job per shard (configuration x repeat shard x task chunk), then a merge per configuration.
+from rollsweep.pipeline import collect_command
+
+
+rule collect_shard:
+    input:
+        tasks=lambda w: PIPELINE.experiments[w.experiment].input,
+    output:
+        f"{RESULTS}/{{experiment}}/{{config}}/shards/{{shard}}.jsonl",
+    log:
+        f"{RESULTS}/{{experiment}}/{{config}}/logs/{{shard}}.log",
+    conda:
+        "../environment.yml"
+    resources:
+        runtime=120,
+        mem_mb=2048,
+    params:
+        command=lambda w, output: collect_command(
+            PIPELINE,
+            find_configuration(PIPELINE, w.experiment, w.config),
+            shard_by_name(PIPELINE.experiments[w.experiment], w.shard),
+            output[0],
+        ),
+    shell:
+        "{params.command} > {log} 2>&1"
+
+
+rule merge_shards:
+    input:
+        shard_files,
+    output:
+        f"{RESULTS}/{{experiment}}/{{config}}/rollouts.jsonl",
+    log:
+        f"{RESULTS}/{{experiment}}/{{config}}/logs/merge.log",
+    localrule: True
+    conda:
+        "../environment.yml"
+    script:
+        "../scripts/merge_shards.py"

@@ -1,0 +1,58 @@
+# Load and validate the config (one clear line and exit 2 on a bad one), and name the targets.
+import sys
+
+from rollsweep.errors import UsageError
+from rollsweep.pipeline import (
+    experiment_rollouts,
+    find_configuration,
+    load_pipeline_config,
+    shard_by_name,
+    shards,
+)
+
+CONFIG_SOURCE = ", ".join(str(path) for path in workflow.configfiles) or "config"
+try:
+    PIPELINE = load_pipeline_config(config, source=CONFIG_SOURCE)
+except UsageError as error:
+    print(f"error: {error.render()}", file=sys.stderr)
+    sys.exit(2)
+validate(config, "../config/schema.yaml")
+
+RESULTS = PIPELINE.results_dir
+EXPERIMENTS = list(PIPELINE.experiments)
+AGGREGATE_FILES = [
+    "summary.csv",
+    "summary.parquet",
+    "best_params.json",
+    "per_task.csv",
+    "task_outcomes.csv",
+    "reward_distribution.csv",
+    "failures.jsonl",
+]
+PLOTS = ["reward_vs_params.png", "reward_distribution.png", "per_task_variance.png"]
+
+
+wildcard_constraints:
+    experiment="|".join(EXPERIMENTS),
+    config=r"default|[^/~]+~[^/]+(/[^/~]+~[^/]+)*",
+    shard=r"r\d+-c\d+",
+
+
+def configuration_rollouts(experiment):
+    return [path for _, path in experiment_rollouts(PIPELINE, experiment)]
+
+
+def shard_files(wildcards):
+    experiment = PIPELINE.experiments[wildcards.experiment]
+    return [
+        f"{RESULTS}/{wildcards.experiment}/{wildcards.config}/shards/{shard.name}.jsonl"
+        for shard in shards(experiment)
+    ]
+
+
+def all_targets():
+    return [
+        f"{RESULTS}/{experiment}/{name}"
+        for experiment in EXPERIMENTS
+        for name in [*AGGREGATE_FILES, *(f"plots/{plot}" for plot in PLOTS)]
+    ]
