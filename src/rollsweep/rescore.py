@@ -1,0 +1,316 @@
+"""The verifier workbench: re-run a verifier on frozen rollouts, without calling any model.
+
+    rollsweep rescore --verifier FILE_OR_NAME ROLLOUTS [-o OUT]
+
+Each row keeps everything it had; ``reward`` and ``verification`` are replaced by the new
+verifier's, and the reward it had is kept as ``previous_reward``. The output appears
+atomically. The report is the seed's ``jq '.reward' | sort -n | uniq -c`` before and after,
+side by side, and the rows whose reward changed. A user verifier file is read again each run
+(and whenever it changes, within a process), so edit ``verify()``, rerun, compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rollsweep.errors import UsageError
+from rollsweep.jsonl import atomic_output, dumps, iter_jsonl
+
+#: Keys a rollout adds to its task row; the verifier sees the row without them (the task as
+#: the agent's /verify saw it).
+ROLLOUT_KEYS = frozenset(
+    {
+        "reward",
+        "output",
+        "response",
+        "metrics",
+        "verification",
+        "previous_reward",
+        "_ng_task_index",
+        "_ng_rollout_index",
+        "params",
+        "seed",
+    }
+)
+#: Rewards closer than this are the same reward.
+TOLERANCE = 1e-9
+
+
+@dataclass(frozen=True)
+class ChangedRow:
+    line: int
+    task_index: int | None
+    repeat: int | None
+    task_id: str | None
+    before: float | None
+    after: float
+
+
+@dataclass
+class RescoreResult:
+    """What a rescore did: counts of each reward before and after, and the changed rows."""
+
+    rollouts_path: Path
+    output_path: Path
+    verifier: str
+    n_rows: int = 0
+    before: Counter[float | None] = field(default_factory=Counter)
+    after: Counter[float] = field(default_factory=Counter)
+    changed: list[ChangedRow] = field(default_factory=list)
+    n_errors: int = 0
+
+    @property
+    def n_changed(self) -> int:
+        return len(self.changed)
+
+    def report(self, max_listed: int = 50) -> str:
+        """The distributions side by side, then the changed rows (at most ``max_listed``)."""
+        lines = [
+            f"rescored {self.n_rows} rollouts of {self.rollouts_path} with {self.verifier}",
+            "",
+            format_distributions(self.before, self.after),
+            "",
+            format_means(self.before, self.after),
+        ]
+        if self.n_errors:
+            lines.append(f"{self.n_errors} rows failed in the verifier and scored 0.0")
+        lines.append("")
+        lines.append(format_changed(self.changed, max_listed=max_listed))
+        lines.append(f"-> {self.output_path}")
+        lines.append(f"compare them: rollsweep view {self.rollouts_path} {self.output_path}")
+        return "\n".join(lines)
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _integer(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def task_of(row: dict[str, Any]) -> dict[str, Any]:
+    """The task row a verifier saw: the rollout row without what the rollout added."""
+    return {key: value for key, value in row.items() if key not in ROLLOUT_KEYS}
+
+
+def default_output(rollouts_path: str | Path) -> Path:
+    """``<stem>_rescored.jsonl`` beside the rollouts."""
+    path = Path(rollouts_path)
+    return path.with_name(f"{path.stem}_rescored.jsonl")
+
+
+def rescore(
+    rollouts_path: str | Path,
+    verifier_spec: str | Path,
+    output_path: str | Path,
+    *,
+    on_error: str = "fail",
+) -> RescoreResult:
+    """Re-run ``verifier_spec`` on every row of ``rollouts_path``; write ``output_path``.
+
+    Streams the rows (constant memory besides the changed-row list) and writes atomically.
+    ``on_error``: ``fail`` (a verifier error is a UsageError naming file, line and the error;
+    nothing is written) or ``zero`` (the row scores 0.0, the error goes in ``verification``).
+    """
+    from rollsweep.verifiers import load_verifier
+    from rollsweep.verifiers.base import VerifierError, normalize_result
+
+    if on_error not in ("fail", "zero"):
+        raise ValueError(f"on_error must be 'fail' or 'zero', got {on_error!r}")
+    source, target = Path(rollouts_path), Path(output_path)
+    if not source.exists():
+        raise UsageError("file not found", path=str(source))
+    if target.exists() and target.resolve() == source.resolve():
+        raise UsageError("the output must differ from the rollouts file", path=str(target))
+    try:
+        load_verifier(verifier_spec)  # a bad name or a broken file fails before any row
+    except VerifierError as error:
+        raise UsageError(str(error), key="--verifier") from None
+
+    result = RescoreResult(source, target, str(verifier_spec))
+    with atomic_output(target) as handle:
+        for line, row in iter_jsonl(source):
+            if not isinstance(row, dict):
+                raise UsageError(
+                    "expected a JSON object (a rollout row)", path=str(source), line=line
+                )
+            response = row.get("response")
+            if not isinstance(response, dict):
+                raise UsageError(
+                    "the row has no 'response' object to verify", path=str(source), line=line
+                )
+            before = _number(row.get("reward"))
+            try:
+                verdict = normalize_result(
+                    load_verifier(verifier_spec).verify(task_of(row), response)
+                )
+            except VerifierError as error:
+                if on_error == "fail":
+                    raise UsageError(
+                        f"verifier failed: {error} (--on-error zero scores such rows 0.0)",
+                        path=str(source),
+                        line=line,
+                    ) from None
+                verdict = {"reward": 0.0, "error": str(error)}
+                result.n_errors += 1
+            after = float(verdict.pop("reward"))
+            out = dict(row)
+            out["previous_reward"] = row.get("reward")
+            out["reward"] = after
+            out["verification"] = verdict
+            handle.write(dumps(out))
+            result.n_rows += 1
+            result.before[before] += 1
+            result.after[after] += 1
+            if before is None or abs(after - before) > TOLERANCE:
+                task_id = row.get("task_id")
+                result.changed.append(
+                    ChangedRow(
+                        line=line,
+                        task_index=_integer(row.get("_ng_task_index")),
+                        repeat=_integer(row.get("_ng_rollout_index")),
+                        task_id=None if task_id is None else str(task_id),
+                        before=before,
+                        after=after,
+                    )
+                )
+    return result
+
+
+# --------------------------------------------------------------------------- reports
+
+
+def _reward_text(value: float | None) -> str:
+    return "null" if value is None else repr(float(value))
+
+
+def format_distributions(
+    before: Counter[float | None] | dict[Any, int], after: Counter[float] | dict[Any, int]
+) -> str:
+    """The seed's ``sort -n | uniq -c`` before and after, side by side, one reward a line.
+
+    ::
+
+        before            after
+              3 0.0             5 0.0   (+2)
+              7 0.5             5 0.5   (-2)
+             10 1.0            10 1.0
+    """
+    keys = set(before) | set(after)
+    values = ([None] if None in keys else []) + sorted(v for v in keys if v is not None)
+    width = max([7] + [len(f"{before.get(v, 0):>7} {_reward_text(v)}") for v in values])
+    lines = [f"{'before':<{width}}   after"]
+    for value in values:
+        left_count, right_count = before.get(value, 0), after.get(value, 0)
+        left = f"{left_count:>7} {_reward_text(value)}" if left_count else ""
+        right = f"{right_count:>7} {_reward_text(value)}" if right_count else ""
+        change = right_count - left_count
+        note = f"   ({change:+d})" if change else ""
+        lines.append(f"{left:<{width}}   {right:<{width}}{note}".rstrip())
+    return "\n".join(lines)
+
+
+def _mean(counts: Counter[Any] | dict[Any, int]) -> tuple[float | None, int]:
+    total = sum(n for v, n in counts.items() if v is not None)
+    if not total:
+        return None, 0
+    return sum(v * n for v, n in counts.items() if v is not None) / total, total
+
+
+def format_means(before: Counter[Any], after: Counter[Any]) -> str:
+    mean_before, _ = _mean(before)
+    mean_after, n_after = _mean(after)
+    shown_before = "—" if mean_before is None else f"{mean_before:.4f}"
+    shown_after = "—" if mean_after is None else f"{mean_after:.4f}"
+    return f"mean reward {shown_before} -> {shown_after}  (n={n_after})"
+
+
+def format_changed(changed: list[ChangedRow], *, max_listed: int = 50) -> str:
+    """The changed rows: line, task index, repeat, task_id, old -> new reward."""
+    if not changed:
+        return "no reward changed"
+    lines = [f"{len(changed)} rows changed reward:"]
+    lines.append(f"  {'line':>6}  {'task':>5}  {'repeat':>6}  {'task_id':<28}  old -> new")
+    for row in changed[:max_listed]:
+        task = "-" if row.task_index is None else str(row.task_index)
+        repeat = "-" if row.repeat is None else str(row.repeat)
+        task_id = (row.task_id or "-")[:28]
+        lines.append(
+            f"  {row.line:>6}  {task:>5}  {repeat:>6}  {task_id:<28}  "
+            f"{_reward_text(row.before)} -> {_reward_text(row.after)}"
+        )
+    if len(changed) > max_listed:
+        lines.append(f"  … and {len(changed) - max_listed} more (--max-listed N shows more)")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- command line
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # type: ignore[override]
+        raise UsageError(f"{message} (see rollsweep rescore --help)")
+
+
+def rescore_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="rollsweep rescore",
+        description=(
+            "Re-run a verifier on frozen rollouts without calling the model: write a new "
+            "rollouts file (previous reward kept as previous_reward), print the reward "
+            "distributions before and after side by side and the rows whose reward changed."
+        ),
+        epilog="Then compare them in the browser: rollsweep view ROLLOUTS OUT",
+    )
+    parser.add_argument("rollouts", metavar="ROLLOUTS", help="rollouts JSONL file")
+    parser.add_argument(
+        "--verifier",
+        required=True,
+        metavar="FILE_OR_NAME",
+        help="a .py file defining verify(task, response), or a bundled verifier "
+        "(auto, math, mcqa, instruction_following, tool_use)",
+    )
+    parser.add_argument(
+        "-o", "--output", metavar="OUT", help="output file (default: <stem>_rescored.jsonl)"
+    )
+    parser.add_argument(
+        "--on-error",
+        choices=("fail", "zero"),
+        default="fail",
+        help="a row the verifier fails on: stop with the error (default) or score it 0.0",
+    )
+    parser.add_argument(
+        "--max-listed", type=int, default=50, metavar="N", help="changed rows listed (50)"
+    )
+    return parser
+
+
+def rescore_main(argv: list[str]) -> int:
+    """``rollsweep rescore --verifier FILE_OR_NAME ROLLOUTS [-o OUT]``; exit status."""
+    from rollsweep.cli import run_guarded
+
+    def action() -> int:
+        try:
+            ns = rescore_parser().parse_args(argv)
+        except SystemExit as done:  # --help
+            return int(done.code or 0)
+        output = Path(ns.output) if ns.output else default_output(ns.rollouts)
+        result = rescore(ns.rollouts, ns.verifier, output, on_error=ns.on_error)
+        print(result.report(max_listed=max(0, ns.max_listed)))
+        return 0
+
+    return run_guarded(action)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(rescore_main(sys.argv[1:]))

@@ -1,0 +1,403 @@
+"""An index over a rollouts JSONL file: byte offsets and the small columns, built in the background.
+
+The file is read once, block by block: numpy finds the line boundaries and polars parses the
+few fields the viewer sorts and filters on (reward, task index, repeat, task_id). A row's body is
+read later, by offset, only when it is shown. The first block is small, so the first page of
+rows is ready almost at once while the rest of the file is indexed; queries work on whatever is
+indexed so far (``snapshot()``) and say how far indexing has got.
+
+Lines that are not JSON objects are skipped and reported (file and line), not fatal: a viewer
+should still show a file whose last line was cut by a killed run.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import polars as pl
+
+from rollsweep.errors import UsageError
+
+#: The first block is small so that the first page shows at once; the rest go in big blocks.
+FIRST_BLOCK_BYTES = 256 * 1024
+BLOCK_BYTES = 8 * 1024 * 1024
+#: Bad lines remembered for the report (all are counted).
+MAX_REPORTED_BAD_LINES = 20
+
+_PARSE_SCHEMA = {
+    "reward": pl.Float64,
+    "_ng_task_index": pl.Int64,
+    "_ng_rollout_index": pl.Int64,
+    "task_id": pl.String,
+}
+
+#: Columns of the index frame.
+INDEX_SCHEMA: dict[str, Any] = {
+    "i": pl.Int64,  # row number (0-based, blank and bad lines not counted)
+    "line": pl.Int64,  # line number in the file (1-based)
+    "offset": pl.Int64,
+    "length": pl.Int64,
+    "reward": pl.Float64,
+    "task_index": pl.Int64,
+    "repeat": pl.Int64,
+    "task_id": pl.String,
+}
+
+
+def check_rollouts_file(path: Path) -> None:
+    """Refuse what cannot be a rollouts file: missing, a directory, or a first line not JSON."""
+    shown = str(path)
+    if not path.exists():
+        raise UsageError("file not found", path=shown)
+    if path.is_dir():
+        raise UsageError("is a directory without rollouts*.jsonl files below it", path=shown)
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - closed by the with below
+    except PermissionError:
+        raise UsageError("permission denied", path=shown) from None
+    with handle:
+        for number, raw in enumerate(handle, start=1):
+            if not raw.strip():
+                continue
+            try:
+                value = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                raise UsageError(
+                    "not a JSONL file (this line is not JSON)", path=shown, line=number
+                ) from None
+            if not isinstance(value, dict):
+                raise UsageError(
+                    f"expected one JSON object per line, got a {type(value).__name__}",
+                    path=shown,
+                    line=number,
+                )
+            return
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _integer(value: Any) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value if -(2**62) < value < 2**62 else None
+
+
+def _text(value: Any) -> str | None:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+class RolloutIndex:
+    """Offsets and small columns of one rollouts file, built by a background thread."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._chunks: list[pl.DataFrame] = []
+        self._snapshot: pl.DataFrame | None = None
+        self._snapshot_chunks = -1
+        self._thread: threading.Thread | None = None
+        self._done = threading.Event()
+        self._fd: int | None = None
+        self._stat: tuple[int, int, int] | None = None
+        self._search_cache: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
+        self.rows = 0
+        self.bytes_total = 0
+        self.bytes_done = 0
+        self.bad_lines = 0
+        self.bad_line_report: list[dict[str, Any]] = []
+        self.error: str | None = None
+        self.started_at: float | None = None
+        self.finished_at: float | None = None
+
+    # ------------------------------------------------------------------ building
+
+    def start(self) -> RolloutIndex:
+        """Start indexing in the background (once); return self."""
+        with self._lock:
+            if self._thread is not None:
+                return self
+            self._fd = os.open(self.path, os.O_RDONLY)
+            stat = os.fstat(self._fd)
+            self._stat = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+            self.bytes_total = stat.st_size
+            self._thread = threading.Thread(
+                target=self._run, name=f"index {self.path.name}", daemon=True
+            )
+            self.started_at = time.monotonic()
+            self._thread.start()
+        return self
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until indexing is finished (True) or the timeout passes (False)."""
+        self.start()
+        return self._done.wait(timeout)
+
+    @property
+    def complete(self) -> bool:
+        return self._done.is_set()
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+    def _run(self) -> None:
+        try:
+            self._build()
+        except Exception as error:  # reported to the page, never a crash of the server
+            self.error = f"{self.path}: indexing stopped: {type(error).__name__}: {error}"
+        finally:
+            self.finished_at = time.monotonic()
+            self._done.set()
+
+    def _build(self) -> None:
+        fd = self._fd
+        assert fd is not None
+        end = self.bytes_total
+        offset = 0
+        line = 0
+        row = 0
+        pending = b""
+        block_size = FIRST_BLOCK_BYTES
+        with os.fdopen(os.dup(fd), "rb", buffering=0) as handle:
+            while True:
+                block = handle.read(min(block_size, max(end - offset - len(pending), 0)))
+                block_size = BLOCK_BYTES
+                if not block:
+                    if pending:
+                        frame, lines = self._parse_block(pending, offset, line, row)
+                        self._append(frame, len(pending))
+                    break
+                data = pending + block if pending else block
+                cut = data.rfind(b"\n") + 1
+                if cut == 0:  # one line longer than a block: read on
+                    pending = data
+                    continue
+                pending = data[cut:]
+                frame, lines = self._parse_block(data[:cut], offset, line, row)
+                self._append(frame, cut)
+                offset += cut
+                line += lines
+                row += frame.height
+
+    def _append(self, frame: pl.DataFrame, n_bytes: int) -> None:
+        with self._lock:
+            if frame.height:
+                self._chunks.append(frame)
+            self.rows += frame.height
+            self.bytes_done += n_bytes
+
+    def _parse_block(
+        self, data: bytes, base_offset: int, base_line: int, base_row: int
+    ) -> tuple[pl.DataFrame, int]:
+        """Index one block of whole lines; return (frame, number of lines in the block)."""
+        buffer = np.frombuffer(data, dtype=np.uint8)
+        ends = np.flatnonzero(buffer == 10)
+        if not data.endswith(b"\n"):
+            ends = np.append(ends, len(data))
+        starts = np.empty_like(ends)
+        if len(ends):
+            starts[0] = 0
+            starts[1:] = ends[:-1] + 1
+        lengths = ends - starts
+        numbers = base_line + 1 + np.arange(len(ends), dtype=np.int64)
+        keep = lengths > 0
+        # whitespace-only lines are blank too (rare: look only at lines starting with a space)
+        first = buffer[np.minimum(starts, max(len(data) - 1, 0))] if len(data) else buffer[:0]
+        for position in np.flatnonzero(keep & np.isin(first, (9, 13, 32))):
+            if not data[starts[position] : ends[position]].strip():
+                keep[position] = False
+        starts, lengths, numbers = starts[keep], lengths[keep], numbers[keep]
+        parsed = None
+        try:
+            parsed = pl.read_ndjson(data, schema=_PARSE_SCHEMA)
+            if parsed.height != len(starts):
+                parsed = None
+        except Exception:  # any quirk: the careful per-line path below decides
+            parsed = None
+        if parsed is None:
+            parsed, good = self._parse_lines(data, starts, lengths, numbers)
+            starts, lengths, numbers = starts[good], lengths[good], numbers[good]
+        frame = pl.DataFrame(
+            {
+                "i": np.arange(base_row, base_row + len(starts), dtype=np.int64),
+                "line": numbers,
+                "offset": starts.astype(np.int64) + base_offset,
+                "length": lengths.astype(np.int64),
+                "reward": parsed.get_column("reward"),
+                "task_index": parsed.get_column("_ng_task_index"),
+                "repeat": parsed.get_column("_ng_rollout_index"),
+                "task_id": parsed.get_column("task_id"),
+            },
+            schema=INDEX_SCHEMA,
+        )
+        return frame, len(ends)
+
+    def _parse_lines(
+        self, data: bytes, starts: np.ndarray, lengths: np.ndarray, numbers: np.ndarray
+    ) -> tuple[pl.DataFrame, np.ndarray]:
+        """The slow, tolerant path: orjson line by line; bad lines are skipped and reported."""
+        good = np.ones(len(starts), dtype=bool)
+        columns: dict[str, list[Any]] = {name: [] for name in _PARSE_SCHEMA}
+        for position, (start, length) in enumerate(zip(starts, lengths, strict=True)):
+            raw = data[start : start + length]
+            try:
+                value = orjson.loads(raw)
+            except orjson.JSONDecodeError as error:
+                reason = f"invalid JSON: {str(error).split(':')[0]}"
+                value = None
+            else:
+                reason = f"not a JSON object but a {type(value).__name__}"
+            if not isinstance(value, dict):
+                good[position] = False
+                self.bad_lines += 1
+                if len(self.bad_line_report) < MAX_REPORTED_BAD_LINES:
+                    self.bad_line_report.append({"line": int(numbers[position]), "error": reason})
+                continue
+            columns["reward"].append(_number(value.get("reward")))
+            columns["_ng_task_index"].append(_integer(value.get("_ng_task_index")))
+            columns["_ng_rollout_index"].append(_integer(value.get("_ng_rollout_index")))
+            columns["task_id"].append(_text(value.get("task_id")))
+        return pl.DataFrame(columns, schema=_PARSE_SCHEMA), good
+
+    # ------------------------------------------------------------------ reading
+
+    def snapshot(self) -> pl.DataFrame:
+        """Everything indexed so far, as one frame (cached until the next block arrives)."""
+        with self._lock:
+            if self._snapshot_chunks != len(self._chunks):
+                if self._chunks:
+                    self._snapshot = pl.concat(self._chunks, rechunk=True)
+                    # keep one chunk: later snapshots concatenate less
+                    self._chunks = [self._snapshot]
+                else:
+                    self._snapshot = pl.DataFrame(schema=INDEX_SCHEMA)
+                self._snapshot_chunks = len(self._chunks)
+            assert self._snapshot is not None
+            return self._snapshot
+
+    def read_row(self, i: int) -> dict[str, Any]:
+        """The full row number ``i`` (0-based), read by offset."""
+        frame = self.snapshot()
+        if not 0 <= i < frame.height:
+            raise IndexError(i)
+        offset = int(frame.get_column("offset")[i])
+        length = int(frame.get_column("length")[i])
+        return self.read_at(offset, length)
+
+    def read_at(self, offset: int, length: int) -> dict[str, Any]:
+        fd = self._fd
+        if fd is None:
+            raise RuntimeError("index not started")
+        return orjson.loads(os.pread(fd, length, offset))
+
+    def read_many(self, frame: pl.DataFrame) -> list[dict[str, Any]]:
+        """The full rows of an index frame's rows (a page), in its order."""
+        offsets = frame.get_column("offset").to_list()
+        lengths = frame.get_column("length").to_list()
+        return [self.read_at(o, n) for o, n in zip(offsets, lengths, strict=True)]
+
+    def stale(self) -> bool:
+        """True when the file on disk is no longer the one indexed (replaced or changed)."""
+        if self._stat is None:
+            return False
+        try:
+            stat = self.path.stat()
+        except OSError:
+            return True
+        return (stat.st_ino, stat.st_size, stat.st_mtime_ns) != self._stat
+
+    # ------------------------------------------------------------------ text search
+
+    def search(self, needle: str, frame: pl.DataFrame | None = None) -> np.ndarray:
+        """A boolean mask over ``frame`` (default: the snapshot): rows whose JSON contains
+        ``needle`` (case-insensitive for ASCII; the text may also appear JSON-escaped).
+
+        Streams the file in blocks; results are cached per (needle, rows indexed).
+        """
+        frame = self.snapshot() if frame is None else frame
+        key = (needle, frame.height)
+        with self._lock:
+            if key in self._search_cache:
+                self._search_cache.move_to_end(key)
+                return self._search_cache[key]
+        mask = self._scan(needle, frame)
+        with self._lock:
+            self._search_cache[key] = mask
+            while len(self._search_cache) > 16:
+                self._search_cache.popitem(last=False)
+        return mask
+
+    def _scan(self, needle: str, frame: pl.DataFrame) -> np.ndarray:
+        mask = np.zeros(frame.height, dtype=bool)
+        if not frame.height or self._fd is None:
+            return mask
+        lowered = needle.lower()
+        patterns = {lowered.encode(), orjson.dumps(lowered)[1:-1].lower()}
+        patterns = {p for p in patterns if p}
+        if not patterns:
+            return mask
+        offsets = frame.get_column("offset").to_numpy()
+        end = int(offsets[-1] + frame.get_column("length")[-1])
+        position = 0
+        while position < end:
+            data = os.pread(self._fd, min(BLOCK_BYTES, end - position), position)
+            if not data:
+                break
+            cut = data.rfind(b"\n") + 1
+            if cut == 0 or position + len(data) >= end:
+                cut = len(data)
+            data = data[:cut].lower()
+            for pattern in patterns:
+                found = data.find(pattern)
+                while found >= 0:
+                    row = int(np.searchsorted(offsets, position + found, side="right")) - 1
+                    if row >= 0:
+                        mask[row] = True
+                    next_line = data.find(b"\n", found)
+                    if next_line < 0:
+                        break
+                    found = data.find(pattern, next_line + 1)
+            position += cut
+        return mask
+
+    # ------------------------------------------------------------------ status
+
+    def status(self) -> dict[str, Any]:
+        done = self.complete
+        elapsed = None
+        if self.started_at is not None:
+            elapsed = (self.finished_at if done else time.monotonic()) - self.started_at
+        return {
+            "rows": self.rows,
+            "complete": done,
+            "bytes_total": self.bytes_total,
+            "bytes_done": self.bytes_done,
+            "progress": 1.0
+            if done
+            else self.bytes_done / self.bytes_total
+            if self.bytes_total
+            else 0.0,
+            "index_seconds": round(elapsed, 3) if elapsed is not None else None,
+            "bad_lines": self.bad_lines,
+            "bad_line_report": list(self.bad_line_report),
+            "error": self.error,
+            "stale": self.stale(),
+        }

@@ -1,0 +1,264 @@
+"""The verifier workbench: rescoring frozen rollouts with an edited verifier."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import pytest
+
+from rollsweep.config import StackConfig
+from rollsweep.rescore import (
+    default_output,
+    format_distributions,
+    rescore,
+    rescore_main,
+    task_of,
+)
+from rollsweep.viewer.demo import write_demo_rollouts
+
+VERIFIER_V1 = """
+from rollsweep.verifiers import final_text
+
+def verify(task, response):
+    boxed = "\\\\boxed{" + task["expected_answer"] + "}"
+    return {"reward": 1.0 if boxed in final_text(response) else 0.0, "version": 1}
+"""
+
+# v2: the right number without the box now earns partial credit
+VERIFIER_V2 = """
+from rollsweep.verifiers import final_text
+
+def verify(task, response):
+    text = final_text(response)
+    if "\\\\boxed{" + task["expected_answer"] + "}" in text:
+        reward = 1.0
+    elif text.rstrip().endswith("the answer is " + task["expected_answer"] + "."):
+        reward = 0.5
+    else:
+        reward = 0.0
+    return {"reward": reward, "version": 2}
+"""
+
+
+def read(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def write_verifier(path: Path, source: str) -> None:
+    """Write a verifier file so that it looks changed even within one mtime tick."""
+    before = path.stat().st_mtime_ns if path.exists() else 0
+    path.write_text(source)
+    os.utime(path, ns=(before + 2_000_000_000, before + 2_000_000_000))
+
+
+def expected_v2(row: dict) -> float:
+    """What v2 gives, computed here independently from the row's own text."""
+    text, answer = row["output"], row["expected_answer"]
+    if f"\\boxed{{{answer}}}" in text:
+        return 1.0
+    return 0.5 if text.endswith(f"the answer is {answer}.") else 0.0
+
+
+def test_rescoring_an_edited_verifier_changes_exactly_the_expected_rows(tmp_path: Path) -> None:
+    rollouts = tmp_path / "rollouts.jsonl"
+    write_demo_rollouts(rollouts, 20, 5, temperature=0.7)
+    verifier = tmp_path / "my_verifier.py"
+    write_verifier(verifier, VERIFIER_V1)
+
+    first = rescore(rollouts, str(verifier), tmp_path / "v1.jsonl")
+    v1_rows = read(tmp_path / "v1.jsonl")
+    assert all(row["verification"] == {"version": 1} for row in v1_rows)
+
+    write_verifier(verifier, VERIFIER_V2)  # edited in place; same process, no restart
+    second = rescore(tmp_path / "v1.jsonl", str(verifier), tmp_path / "v2.jsonl")
+    v2_rows = read(tmp_path / "v2.jsonl")
+    assert all(row["verification"] == {"version": 2} for row in v2_rows)
+
+    expected = [
+        (line, row["_ng_task_index"], row["_ng_rollout_index"])
+        for line, row in enumerate(v1_rows, start=1)
+        if expected_v2(row) != row["reward"]
+    ]
+    assert expected, "the edit must change some rows"
+    assert len(expected) < len(v1_rows), "and leave others alone"
+    assert [(c.line, c.task_index, c.repeat) for c in second.changed] == expected
+    for change, row in zip(
+        second.changed, (v2_rows[line - 1] for line, _, _ in expected), strict=True
+    ):
+        assert (change.before, change.after) == (row["previous_reward"], row["reward"])
+    assert second.n_rows == first.n_rows == 100
+    assert second.before == Counter(row["reward"] for row in v1_rows)
+    assert second.after == Counter(row["reward"] for row in v2_rows)
+
+    # rows keep everything else, in the same order
+    for old, new in zip(v1_rows, v2_rows, strict=True):
+        assert new["previous_reward"] == old["reward"]
+        rest = {
+            k: v for k, v in new.items() if k not in ("reward", "verification", "previous_reward")
+        }
+        assert rest == {
+            k: v for k, v in old.items() if k not in ("reward", "verification", "previous_reward")
+        }
+
+    report = second.report()
+    assert f"{len(expected)} rows changed reward" in report
+    assert "mean reward" in report
+
+
+def test_the_verifier_sees_the_task_not_the_rollout() -> None:
+    row = {
+        "task_id": "t1",
+        "expected_answer": "4",
+        "responses_create_params": {"input": "2+2?"},
+        "reward": 1.0,
+        "output": "4",
+        "response": {"output": []},
+        "metrics": {},
+        "verification": {},
+        "_ng_task_index": 0,
+        "_ng_rollout_index": 1,
+        "params": {},
+        "seed": 7,
+        "previous_reward": 0.0,
+    }
+    assert task_of(row) == {
+        "task_id": "t1",
+        "expected_answer": "4",
+        "responses_create_params": {"input": "2+2?"},
+    }
+
+
+def test_format_distributions_is_uniq_c_side_by_side() -> None:
+    text = format_distributions(
+        Counter({0.0: 3, 0.5: 7, 1.0: 10}), Counter({0.0: 5, 0.5: 5, 1.0: 10})
+    )
+    assert text.splitlines() == [
+        "before        after",
+        "      3 0.0         5 0.0   (+2)",
+        "      7 0.5         5 0.5   (-2)",
+        "     10 1.0        10 1.0",
+    ]
+    only_after = format_distributions(Counter({0.5: 2}), Counter({1.0: 2}))
+    assert only_after.splitlines()[1:] == [
+        "      2 0.5                 (-2)",
+        "                    2 1.0   (+2)",
+    ]
+
+
+def test_rescore_command_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    rollouts = tmp_path / "rollouts.jsonl"
+    write_demo_rollouts(rollouts, 4, 2)
+    verifier = tmp_path / "v.py"
+    write_verifier(verifier, VERIFIER_V1)
+    assert rescore_main(["--verifier", str(verifier), str(rollouts)]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[2].startswith("before")
+    assert default_output(rollouts) == tmp_path / "rollouts_rescored.jsonl"
+    assert len(read(default_output(rollouts))) == 8
+    # bundled verifiers by name work too
+    assert rescore_main(["--verifier", "math", str(rollouts), "-o", str(tmp_path / "m.jsonl")]) == 0
+    capsys.readouterr()
+
+    broken = tmp_path / "broken.py"
+    write_verifier(broken, "def verify(task, response)\n    return 1.0\n")
+    raising = tmp_path / "raising.py"
+    write_verifier(raising, "def verify(task, response):\n    return task['missing']\n")
+    out_path = tmp_path / "never.jsonl"
+    cases = [
+        ["--verifier", str(broken), str(rollouts), "-o", str(out_path)],
+        ["--verifier", str(raising), str(rollouts), "-o", str(out_path)],
+        ["--verifier", str(tmp_path / "absent.py"), str(rollouts), "-o", str(out_path)],
+        ["--verifier", "no_such_verifier", str(rollouts), "-o", str(out_path)],
+        ["--verifier", str(verifier), str(tmp_path / "absent.jsonl"), "-o", str(out_path)],
+        ["--verifier", str(verifier), str(rollouts), "-o", str(rollouts)],
+        [str(rollouts)],
+    ]
+    for argv in cases:
+        assert rescore_main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and "\n" not in err, (argv, err)
+        assert not out_path.exists(), argv  # nothing half-written
+    assert rescore_main(["--verifier", str(broken), str(rollouts), "-o", str(out_path)]) == 2
+    assert f"{broken}:1: syntax error" in capsys.readouterr().err
+    assert rescore_main(["--verifier", str(raising), str(rollouts), "-o", str(out_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{rollouts}:1" in err and "KeyError" in err and f"{raising}:2" in err
+    # --on-error zero: such rows score 0.0 and say why
+    argv = ["--verifier", str(raising), str(rollouts), "-o", str(out_path), "--on-error", "zero"]
+    assert rescore_main(argv) == 0
+    rows = read(out_path)
+    assert all(row["reward"] == 0.0 and "KeyError" in row["verification"]["error"] for row in rows)
+
+
+def test_rescore_never_calls_the_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Collect real rollouts through a simulated model server, then rescore with an edited
+    verifier: the model server's request counter does not move, and rescoring runs with every
+    outgoing connection of this process refused."""
+    from rollsweep.cli import collect_command
+    from rollsweep.servers.stack import Stack
+
+    verifier = tmp_path / "verify.py"
+    write_verifier(verifier, VERIFIER_V1)
+    tasks = tmp_path / "tasks.jsonl"
+    tasks.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "task_id": f"t{i}",
+                    "responses_create_params": {
+                        "input": f"What is {i} + {i}? Answer in \\boxed{{}}.",
+                        "max_output_tokens": 32,
+                    },
+                    "expected_answer": str(2 * i),
+                }
+            )
+            + "\n"
+            for i in range(6)
+        )
+    )
+    config = StackConfig.model_validate(
+        {
+            "model_servers": {"sim": {"backend": "simulated"}},
+            "resources_servers": {"mine": {"verifier": str(verifier)}},
+            "agents": {"agent": {"model_server": "sim", "resources_server": "mine"}},
+        }
+    )
+    rollouts = tmp_path / "rollouts.jsonl"
+    with Stack(config) as stack:
+        model_url = stack.urls()["model"]["sim"]
+        agent_url = stack.agent_urls()["agent"]
+        status = collect_command(
+            [
+                f"+agent_url={agent_url}",
+                f"+input_jsonl_fpath={tasks}",
+                f"+output_jsonl_fpath={rollouts}",
+                "+num_repeats=3",
+            ]
+        )
+        assert status == 0
+        requests_after_collection = httpx.get(f"{model_url}/stats", timeout=10).json()["requests"]
+        assert requests_after_collection >= 18
+
+        write_verifier(verifier, VERIFIER_V2)
+
+        def refuse(*args, **kwargs):
+            raise AssertionError(f"rescore tried to open a connection: {args}")
+
+        with monkeypatch.context() as patched:
+            patched.setattr(socket.socket, "connect", refuse)
+            patched.setattr(socket.socket, "connect_ex", refuse)
+            patched.setattr(socket, "create_connection", refuse)
+            result = rescore(rollouts, str(verifier), tmp_path / "rescored.jsonl")
+
+        assert httpx.get(f"{model_url}/stats", timeout=10).json()["requests"] == (
+            requests_after_collection
+        )
+    assert result.n_rows == 18
+    rows = read(tmp_path / "rescored.jsonl")
+    assert all(row["verification"]["version"] == 2 for row in rows)
+    assert [r["reward"] for r in read(rollouts)] == [r["previous_reward"] for r in rows]
