@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +22,7 @@ from rollsweep.config import (
 )
 from rollsweep.errors import ServerUnavailable, UsageError
 from rollsweep.paths import DEFAULT_STACK_CONFIG, resolve_input
+from rollsweep.servers.stack import HEAD_URL_ENV
 
 
 def run_guarded(action: Callable[[], int]) -> int:
@@ -31,9 +35,10 @@ def run_guarded(action: Callable[[], int]) -> int:
     except ServerUnavailable as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as error:
+        signum = getattr(error, "signum", signal.SIGINT)  # collector.Interrupted says which
+        print(f"interrupted by {signal.Signals(signum).name}", file=sys.stderr)
+        return 128 + signum
 
 
 def _wants_help(args: list[str]) -> bool:
@@ -86,8 +91,14 @@ def agent_identity(config: StackConfig, agent_name: str) -> str:
 
 def collect_command(args: list[str]) -> int:
     """``ng_collect_rollouts``: validate everything, find or start the servers, collect."""
-    from rollsweep.collector import check_reachable, collect, scan_tasks
+    from rollsweep.collector import Interrupted, check_reachable, collect, scan_tasks
     from rollsweep.servers.stack import Stack, discover
+
+    def on_sigterm(signum: int, _frame: object) -> None:
+        raise Interrupted(signum)  # unwinds like Ctrl-C: servers stopped, checkpoint kept
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, on_sigterm)
 
     settings: CollectSettings = validate_settings(CollectSettings, parse_overrides(args))
     given_input = settings.input_jsonl_fpath
@@ -117,7 +128,11 @@ def collect_command(args: list[str]) -> int:
     else:
         assert config is not None and settings.agent_name is not None
         identity = agent_identity(config, settings.agent_name)
-        head = settings.head_url or f"http://{config.head_server.host}:{config.head_server.port}"
+        head = (
+            settings.head_url
+            or os.environ.get(HEAD_URL_ENV)
+            or f"http://{config.head_server.host}:{config.head_server.port}"
+        )
         served = discover(head)
         agent_url = (served or {}).get("agent", {}).get(settings.agent_name)
         if agent_url:
@@ -142,9 +157,8 @@ def collect_command(args: list[str]) -> int:
 def run_command(args: list[str]) -> int:
     """``ng_run``: start all servers of a config and a head server; stop all on exit."""
     import uvicorn
-    from fastapi import FastAPI
 
-    from rollsweep.servers.stack import Stack, bind_socket
+    from rollsweep.servers.stack import Stack, bind_socket, create_head_app
 
     overrides = parse_overrides(args)
     paths = overrides.pop("config_paths", None)
@@ -162,9 +176,7 @@ def run_command(args: list[str]) -> int:
     stack = Stack(config)
     try:
         stack.start()
-        head = FastAPI(title="rollsweep head server")
-        head.get("/global_config")(stack.urls)
-        head.get("/health")(lambda: {"status": "ok"})
+        head = create_head_app(stack)
         port = head_socket.getsockname()[1]
         for kind, servers in stack.urls().items():
             for name, url in servers.items():
@@ -206,6 +218,18 @@ def _make_tasks(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _view(rest: list[str]) -> int:
+    from rollsweep.viewer import view_main
+
+    return view_main(rest)
+
+
+def _rescore(rest: list[str]) -> int:
+    from rollsweep.rescore import rescore_main
+
+    return rescore_main(rest)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rollsweep",
@@ -219,6 +243,14 @@ def build_parser() -> argparse.ArgumentParser:
     collect.set_defaults(handler=lambda ns, rest: collect_command(rest))
     serve = commands.add_parser("serve", help="start the servers (same as ng_run)", add_help=False)
     serve.set_defaults(handler=lambda ns, rest: run_command(rest))
+    view = commands.add_parser(
+        "view", help="browse rollouts in the browser (same as ng_viewer)", add_help=False
+    )
+    view.set_defaults(handler=lambda ns, rest: _view(rest))
+    rescore = commands.add_parser(
+        "rescore", help="re-run a verifier on frozen rollouts, no model calls", add_help=False
+    )
+    rescore.set_defaults(handler=lambda ns, rest: _rescore(rest))
     make = commands.add_parser("make-tasks", help="regenerate the bundled task files")
     make.add_argument("out_dir", nargs="?", default=str(DEFAULT_STACK_CONFIG.parents[1] / "data"))
     make.set_defaults(handler=lambda ns, rest: _make_tasks(ns))
@@ -232,7 +264,7 @@ def rollsweep_main(argv: list[str] | None = None) -> None:
         print(COLLECT_HELP if args[0] == "collect" else RUN_HELP)
         sys.exit(0)
     ns, rest = parser.parse_known_args(args)
-    if rest and ns.command not in ("collect", "serve"):
+    if rest and ns.command not in ("collect", "serve", "view", "rescore"):
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     handler: Callable[[Any, list[str]], int] = ns.handler
     sys.exit(run_guarded(lambda: handler(ns, rest)))

@@ -16,15 +16,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
 import hashlib
 import json
 import math
 import os
 import random
+import re
+import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -44,6 +49,8 @@ CONNECTIONS_PER_CLIENT = 256
 NON_PARAM_KEYS = ("input", "instructions", "tools", "metadata", "seed", "tool_choice")
 FSYNC_EVERY_ROWS = 64
 FSYNC_EVERY_SECONDS = 1.0
+#: The longest ``Retry-After`` honoured; a server asking for more gets this much.
+MAX_RETRY_AFTER_S = 60.0
 
 
 # --------------------------------------------------------------------------- input
@@ -173,7 +180,8 @@ def read_checkpoint(path: Path) -> dict[tuple[int, int], tuple[int, int]]:
 
 
 class CheckpointWriter:
-    """Appends rows and fsyncs them in batches (every N rows or T seconds)."""
+    """Appends rows, each handed to the OS at once (so ``kill -9`` loses none), and fsyncs
+    them in batches (every N rows or T seconds) against a machine crash."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -184,6 +192,7 @@ class CheckpointWriter:
 
     def append(self, row: dict[str, Any]) -> None:
         self._handle.write(dumps(row))
+        self._handle.flush()
         self._unsynced += 1
         now = time.monotonic()
         if self._unsynced >= FSYNC_EVERY_ROWS or now - self._last_sync >= FSYNC_EVERY_SECONDS:
@@ -228,16 +237,36 @@ class RolloutFailed(Exception):
         self.kind = kind
         self.message = message
         self.attempts = attempts
+        #: nothing accepted the connection (the server may be gone, not just busy)
+        self.refused = False
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived: in-flight rollouts were cancelled, the checkpoint kept."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
 
 
 def _retry_after_seconds(reply: httpx.Response) -> float | None:
+    """The wait a 429/503 asks for (``Retry-After``: seconds or an HTTP date), capped."""
     value = reply.headers.get("retry-after")
     if value is None:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    if not math.isfinite(seconds):
         return None
+    return min(MAX_RETRY_AFTER_S, max(0.0, seconds))
 
 
 def backoff_delay(attempt: int, base_s: float = 0.5, cap_s: float = 30.0) -> float:
@@ -246,10 +275,22 @@ def backoff_delay(attempt: int, base_s: float = 0.5, cap_s: float = 30.0) -> flo
 
 
 async def post_with_retries(
-    client: httpx.AsyncClient, url: str, payload: dict[str, Any], max_attempts: int
+    client: httpx.AsyncClient,
+    url: str,
+    payload: dict[str, Any],
+    max_attempts: int,
+    tries: list[int] | None = None,
 ) -> tuple[dict[str, Any], int]:
-    """POST with retries for infrastructure errors only; returns (json, attempts used)."""
+    """POST with retries for infrastructure errors only; returns (json, attempts used).
+
+    Retried: timeouts, transport errors (refused or dropped connections), 5xx, and 429 (after
+    its ``Retry-After`` when given, else exponential backoff with full jitter). Not retried: any
+    other 4xx (bad input for the agent or its verifier). ``tries[0]`` follows the attempts made,
+    for a caller whose total timeout may interrupt this.
+    """
     for attempt in range(1, max_attempts + 1):
+        if tries is not None:
+            tries[0] = attempt
         delay: float | None = None
         try:
             reply = await client.post(url, json=payload)
@@ -257,6 +298,9 @@ async def post_with_retries(
             failure = RolloutFailed("timeout", f"{type(error).__name__} from {url}", attempt)
         except httpx.TransportError as error:
             failure = RolloutFailed("connection", f"{type(error).__name__}: {error}", attempt)
+            failure.refused = isinstance(error, httpx.ConnectError)
+        except httpx.HTTPError as error:
+            failure = RolloutFailed("http_error", f"{type(error).__name__}: {error}", attempt)
         else:
             status = reply.status_code
             if status < 400:
@@ -273,6 +317,8 @@ async def post_with_retries(
                 raise RolloutFailed(f"http_{status}", detail, attempt)
         if attempt == max_attempts:
             raise failure
+        if delay is not None:
+            delay += random.uniform(0, 0.1 * delay)  # honour it, but do not come back in step
         await asyncio.sleep(delay if delay is not None else backoff_delay(attempt))
     raise AssertionError("unreachable")
 
@@ -316,6 +362,7 @@ class Tally:
     retried: int = 0
     reward_sum: float = 0.0
     started: float = field(default_factory=time.monotonic)
+    failure_kinds: Counter[str] = field(default_factory=Counter)
 
     @property
     def mean_reward(self) -> float:
@@ -361,7 +408,8 @@ class Progress:
             eta = (tally.total - finished) / rate if rate > 0 else float("inf")
             print(
                 f"[{self.label}] {finished}/{tally.total} rollouts, {rate:.1f}/s, "
-                f"ETA {eta:.0f}s, mean reward {tally.mean_reward:.3f}, failures {tally.failed}",
+                f"ETA {eta:.0f}s, mean reward {tally.mean_reward:.3f}, failures {tally.failed}, "
+                f"retries {tally.retried}",
                 file=sys.stderr,
                 flush=True,
             )
@@ -384,15 +432,18 @@ class CollectResult:
     wall_s: float
     failures_path: Path | None
     checkpoint: Path
+    n_retries: int = 0
+    failure_kinds: dict[str, int] = field(default_factory=dict)
 
     def summary_line(self) -> str:
-        failures = f"{self.n_failures} failed" + (
-            f" (see {self.failures_path})" if self.failures_path else ""
-        )
+        kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(self.failure_kinds.items()))
+        failures = f"{self.n_failures} failed" + (f" [{kinds}]" if kinds else "")
+        if self.failures_path:
+            failures += f" (see {self.failures_path})"
         resumed = f", {self.n_skipped} resumed from checkpoint" if self.n_skipped else ""
         return (
-            f"{self.n_rows} rollouts, mean reward {self.mean_reward:.3f}, {failures}{resumed}, "
-            f"{self.wall_s:.1f} s -> {self.output}"
+            f"{self.n_rows} rollouts, mean reward {self.mean_reward:.3f}, {failures}, "
+            f"{self.n_retries} retries{resumed}, {self.wall_s:.1f} s -> {self.output}"
         )
 
 
@@ -400,14 +451,48 @@ def failures_path_for(output: Path) -> Path:
     return output.with_name(f"{output.stem}_failures.jsonl")
 
 
+def remove_stale_temporaries(*paths: Path) -> None:
+    """Delete what a run killed while writing left: atomic_output's temporary files."""
+    for path in paths:
+        pattern = re.compile(rf"\.{re.escape(path.name)}\.[a-z0-9_]{{8}}\.tmp")
+        with contextlib.suppress(FileNotFoundError):
+            for stale in path.parent.iterdir():
+                if pattern.fullmatch(stale.name):
+                    stale.unlink(missing_ok=True)
+
+
+def _install_signal_handlers(
+    on_signal: Callable[[int], None],
+) -> list[tuple[int, Any]]:
+    """Route SIGINT/SIGTERM to ``on_signal`` in the running loop; returns what to restore."""
+    loop = asyncio.get_running_loop()
+    installed = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            previous = signal.getsignal(signum)
+            loop.add_signal_handler(signum, on_signal, signum)
+        except (RuntimeError, ValueError, NotImplementedError):  # not the main thread
+            continue
+        installed.append((signum, previous))
+    return installed
+
+
+def _restore_signal_handlers(installed: list[tuple[int, Any]]) -> None:
+    loop = asyncio.get_running_loop()
+    for signum, previous in installed:
+        loop.remove_signal_handler(signum)
+        signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
+
+
 async def _jobs(
     scan: TaskScan, settings: CollectSettings, done: set[tuple[int, int]], tally: Tally
 ) -> AsyncIterator[tuple[int, int, dict[str, Any], int]]:
     overrides = settings.responses_create_params.model_dump(exclude_none=True)
-    for task_index, task in enumerate(
-        iter_tasks(scan.path, settings.limit, settings.max_line_bytes)
-    ):
-        for rollout_index in range(settings.num_repeats):
+    tasks = task_range(settings, scan)
+    for task_index, task in enumerate(iter_tasks(scan.path, tasks.stop, settings.max_line_bytes)):
+        if task_index < tasks.start:
+            continue
+        for rollout_index in repeat_range(settings):
             if (task_index, rollout_index) in done:
                 continue
             seed = derive_seed(settings.seed, task_index, rollout_index)
@@ -423,6 +508,9 @@ async def collect(
     output = Path(settings.output_jsonl_fpath)
     config_hash = configuration_hash(settings, scan, target)
     checkpoint = checkpoint_path(output, config_hash)
+    sidecar = failures_path_for(output)
+    await check_reachable(run_url, timeout_s=settings.connect_timeout_s)
+    remove_stale_temporaries(output, sidecar)
     if not settings.resume:
         checkpoint.unlink(missing_ok=True)
     done = set(read_checkpoint(checkpoint))
@@ -444,66 +532,97 @@ async def collect(
     ]
     queue: asyncio.Queue[tuple[int, int, dict[str, Any], int] | None] = asyncio.Queue(width)
 
+    def fail(
+        task_index: int, rollout_index: int, request: dict, kind: str, message: str, attempts: int
+    ) -> None:
+        failures.append(
+            {
+                "_ng_task_index": task_index,
+                "_ng_rollout_index": rollout_index,
+                "task_id": request.get("task_id"),
+                "error_kind": kind,
+                "message": message,
+                "attempts": attempts,
+            }
+        )
+        tally.failed += 1
+        tally.failure_kinds[kind] += 1
+
     async def run_one(client: httpx.AsyncClient, job: tuple[int, int, dict[str, Any], int]) -> None:
         task_index, rollout_index, request, seed = job
         started = time.perf_counter()
-        attempts = 0
+        tries = [0]
         try:
             async with asyncio.timeout(settings.rollout_timeout_s):
-                result, attempts = await post_with_retries(
-                    client, run_url, request, settings.max_attempts
+                result, _ = await post_with_retries(
+                    client, run_url, request, settings.max_attempts, tries
                 )
             row = to_rollout_row(
                 request, result, task_index, rollout_index, seed, time.perf_counter() - started
             )
         except RolloutFailed as error:
-            failures.append(
-                {
-                    "_ng_task_index": task_index,
-                    "_ng_rollout_index": rollout_index,
-                    "task_id": request.get("task_id"),
-                    "error_kind": error.kind,
-                    "message": error.message,
-                    "attempts": error.attempts,
-                }
-            )
-            tally.failed += 1
-            tally.retried += error.attempts - 1
+            if error.refused:
+                # Refused after every retry: when the agent is gone, stop here (fail fast,
+                # naming the URL) instead of failing every remaining rollout the same way.
+                try:
+                    await check_reachable(run_url, timeout_s=settings.connect_timeout_s)
+                except ServerUnavailable as gone:
+                    raise ServerUnavailable(
+                        f"{gone} (mid-run; finished rollouts are kept in {checkpoint}, "
+                        "rerun to resume)"
+                    ) from None
+            fail(task_index, rollout_index, request, error.kind, error.message, max(tries[0], 1))
         except TimeoutError:
-            failures.append(
-                {
-                    "_ng_task_index": task_index,
-                    "_ng_rollout_index": rollout_index,
-                    "task_id": request.get("task_id"),
-                    "error_kind": "rollout_timeout",
-                    "message": f"no result within {settings.rollout_timeout_s} s",
-                    "attempts": max(attempts, 1),
-                }
-            )
-            tally.failed += 1
+            message = f"no result within +rollout_timeout_s={settings.rollout_timeout_s}"
+            fail(task_index, rollout_index, request, "rollout_timeout", message, max(tries[0], 1))
+        except Exception as error:  # one odd answer must not end the run
+            message = f"{type(error).__name__}: {error}"[:300]
+            fail(task_index, rollout_index, request, "collector_error", message, max(tries[0], 1))
         else:
             writer.append(row)
             tally.done += 1
-            tally.retried += attempts - 1
             tally.reward_sum += float(row["reward"])
+        tally.retried += max(tries[0] - 1, 0)
         progress.update()
 
     async def worker(client: httpx.AsyncClient) -> None:
         while (job := await queue.get()) is not None:
             await run_one(client, job)
 
-    workers = [asyncio.create_task(worker(clients[i % len(clients)])) for i in range(width)]
-    try:
+    async def feed() -> None:
         async for job in _jobs(scan, settings, done, tally):
             await queue.put(job)
         for _ in workers:
             await queue.put(None)
-        await asyncio.gather(*workers)
+
+    # SIGINT/SIGTERM: cancel what is in flight, keep the checkpoint whole, report the signal
+    # (the caller then stops the servers it started and exits 130/143).
+    main = asyncio.current_task()
+    caught: list[int] = []
+
+    def on_signal(signum: int) -> None:
+        if not caught and main is not None:
+            caught.append(signum)
+            main.cancel()
+
+    workers = [asyncio.create_task(worker(clients[i % len(clients)])) for i in range(width)]
+    producer = asyncio.create_task(feed())
+    installed = _install_signal_handlers(on_signal)
+    try:
+        # A worker that raises (the agent is gone) ends the wait at once; no deadlock on a full
+        # queue, since the producer is a task of its own.
+        await asyncio.gather(producer, *workers)
+    except asyncio.CancelledError:
+        if caught:
+            raise Interrupted(caught[0]) from None
+        raise
     finally:
+        _restore_signal_handlers(installed)
+        producer.cancel()
         for task in workers:
             task.cancel()
         with contextlib.suppress(BaseException):
-            await asyncio.gather(*workers, return_exceptions=True)
+            await asyncio.gather(producer, *workers, return_exceptions=True)
         writer.close()
         progress.close()
         for client in clients:
@@ -512,7 +631,6 @@ async def collect(
     n_rows = write_ordered_output(
         checkpoint, output, task_range(settings, scan), repeat_range(settings)
     )
-    sidecar = failures_path_for(output)
     if failures:
         failures.sort(key=lambda f: (f["_ng_task_index"], f["_ng_rollout_index"]))
         with atomic_output(sidecar) as handle:
@@ -532,6 +650,8 @@ async def collect(
         wall_s=time.monotonic() - tally.started,
         failures_path=sidecar if failures else None,
         checkpoint=checkpoint,
+        n_retries=tally.retried,
+        failure_kinds=dict(tally.failure_kinds),
     )
 
 

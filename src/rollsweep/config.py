@@ -41,6 +41,36 @@ class OpenAISettings(StrictModel):
     timeout_s: float = Field(default=600.0, gt=0)
 
 
+class FaultSettings(StrictModel):
+    """Faults the simulated model server injects (tests and chaos runs; all off by default).
+
+    Each request draws at most one fault: the rates share one uniform draw, so they must sum to
+    at most 1. The draw is a pure function of (``seed``, the request, how many times the server
+    has seen that same request), so a run is reproducible while a retry gets a fresh draw.
+    """
+
+    seed: int = 0
+    error_500: float = Field(default=0.0, ge=0, le=1, description="answer 500")
+    error_429: float = Field(default=0.0, ge=0, le=1, description="answer 429 with Retry-After")
+    retry_after_s: float = Field(default=1.0, ge=0, allow_inf_nan=False)
+    hang: float = Field(default=0.0, ge=0, le=1, description="sleep hang_s, then answer")
+    hang_s: float = Field(default=3600.0, gt=0, allow_inf_nan=False)
+    drop_connection: float = Field(default=0.0, ge=0, le=1, description="close without answer")
+    slow: float = Field(default=0.0, ge=0, le=1, description="sleep slow_ms, then answer")
+    slow_ms: float = Field(default=500.0, ge=0, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _rates_fit(self) -> FaultSettings:
+        total = self.error_500 + self.error_429 + self.hang + self.drop_connection + self.slow
+        if total > 1 + 1e-9:
+            raise ValueError(f"fault rates sum to {total:g}; at most 1 (one fault per request)")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.error_500 + self.error_429 + self.hang + self.drop_connection + self.slow > 0
+
+
 class SimulatedSettings(StrictModel):
     """A seeded policy whose chance of a right answer follows a known curve over temperature.
 
@@ -55,6 +85,7 @@ class SimulatedSettings(StrictModel):
     latency_ms: float = Field(default=0.0, ge=0)
     latency_jitter_ms: float = Field(default=0.0, ge=0)
     output_tokens: int = Field(default=16, gt=0)
+    faults: FaultSettings = FaultSettings()
 
 
 class ModelServerConfig(StrictModel):

@@ -2,27 +2,75 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse, Response
 
 from rollsweep.config import ModelServerConfig
 from rollsweep.servers.backends import UpstreamError, create_backend
+from rollsweep.servers.backends.simulated import InjectedFault
 from rollsweep.servers.conversion import chat_request_to_responses, responses_response_to_chat
+
+
+class _RawSendApp(FastAPI):
+    """FastAPI that keeps the server's own ``send`` in the scope, to drop connections on purpose."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            scope["rollsweep.raw_send"] = send
+        await super().__call__(scope, receive, send)
+
+
+async def drop_connection(request: Request) -> Response:
+    """Close the client's connection without an answer (an injected fault).
+
+    Under uvicorn the connection's transport is aborted, so the client reads nothing at all
+    ("server disconnected without sending a response"). Elsewhere the status line goes out and
+    the body never comes (the server closes a response it did not complete).
+    """
+    raw_send = request.scope.get("rollsweep.raw_send")
+    transport = getattr(getattr(raw_send, "__self__", None), "transport", None)
+    if transport is not None:
+        transport.abort()
+        for _ in range(3):  # let the server see the connection is gone before we return
+            await asyncio.sleep(0)
+        return Response(status_code=500)
+    assert raw_send is not None
+    await raw_send(
+        {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"64")]}
+    )
+    raise ConnectionAbortedError("injected dropped connection")
+
+
+def _secrets(config: ModelServerConfig) -> list[str]:
+    """API keys this server holds, so that no error message passes them on."""
+    name = config.openai.api_key_env if config.openai is not None else None
+    value = os.environ.get(name) if name else None
+    return [value] if value and len(value) >= 4 else []
+
+
+def _redact(text: str, secrets: list[str]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, "[redacted]")
+    return text
 
 
 def create_model_app(config: ModelServerConfig) -> FastAPI:
     """A FastAPI app serving one model backend; the backend loads before the port answers."""
     backend = create_backend(config)
-    counters = {"requests": 0}
+    secrets = _secrets(config)
+    counters = {"requests": 0, "completed": 0}
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
         yield
         await backend.aclose()
 
-    app = FastAPI(title=f"rollsweep model server ({config.backend})", lifespan=lifespan)
+    app = _RawSendApp(title=f"rollsweep model server ({config.backend})", lifespan=lifespan)
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
@@ -31,28 +79,52 @@ def create_model_app(config: ModelServerConfig) -> FastAPI:
     @app.get("/stats")
     async def stats() -> dict[str, Any]:
         """Request counters, so tests can prove that a resumed run recomputed nothing."""
-        return dict(counters)
+        faults = getattr(backend, "faults", None)
+        injected = dict(faults.injected) if faults is not None else {}
+        return {**counters, "faults": injected}
 
     async def respond(body: dict[str, Any]) -> dict[str, Any]:
         counters["requests"] += 1
         try:
-            return await backend.respond(body)
+            answer = await backend.respond(body)
         except UpstreamError as error:
-            raise HTTPException(status_code=error.status_code, detail=error.detail) from None
+            detail = _redact(error.detail, secrets)
+            raise HTTPException(status_code=error.status_code, detail=detail) from None
+        counters["completed"] += 1
+        return answer
+
+    async def injected(request: Request, fault: InjectedFault) -> Response:
+        if fault.kind == "error_429":
+            seconds = fault.retry_after_s or 0.0
+            shown = str(int(seconds)) if float(seconds).is_integer() else f"{seconds:g}"
+            return JSONResponse(
+                {"detail": "injected fault: rate limited"},
+                status_code=429,
+                headers={"Retry-After": shown},
+            )
+        if fault.kind == "drop_connection":
+            return await drop_connection(request)
+        return JSONResponse({"detail": "injected fault: internal error"}, status_code=500)
 
     @app.post("/v1/responses")
-    async def responses(request: Request) -> dict[str, Any]:
+    async def responses(request: Request) -> Any:
         body = await request.json()
         if not isinstance(body, dict) or "input" not in body:
             raise HTTPException(status_code=422, detail="expected a Responses request with 'input'")
-        return await respond(body)
+        try:
+            return await respond(body)
+        except InjectedFault as fault:
+            return await injected(request, fault)
 
     @app.post("/v1/chat/completions")
-    async def chat_completions(request: Request) -> dict[str, Any]:
+    async def chat_completions(request: Request) -> Any:
         """The same model for Chat Completions clients (converted both ways)."""
         body = await request.json()
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
             raise HTTPException(status_code=422, detail="expected a chat request with 'messages'")
-        return responses_response_to_chat(await respond(chat_request_to_responses(body)))
+        try:
+            return responses_response_to_chat(await respond(chat_request_to_responses(body)))
+        except InjectedFault as fault:
+            return await injected(request, fault)
 
     return app

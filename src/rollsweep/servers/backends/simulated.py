@@ -8,6 +8,11 @@ where ``offset(task)`` is a fixed per-prompt shift, uniform in [-task_spread, ta
 that tasks differ in difficulty while the mean over many tasks follows the curve. The right
 answer comes from the request's ``metadata.expected_answer`` (the agent adds it for simulated
 model servers only). Every draw is a pure function of (seed, prompt): reruns are identical.
+
+Fault injection (``faults:``, off by default): each request draws at most one of 500, 429 with
+``Retry-After``, a hang, a dropped connection or a slow answer. The backend sleeps for hangs and
+slow answers itself and raises :class:`InjectedFault` for the rest, which the model server turns
+into the HTTP-level fault.
 """
 
 from __future__ import annotations
@@ -16,9 +21,50 @@ import asyncio
 import hashlib
 import random
 import time
+from collections import Counter
 from typing import Any
 
-from rollsweep.config import SimulatedSettings
+from rollsweep.config import FaultSettings, SimulatedSettings
+
+#: The fault kinds, in the order their rates are laid out on the unit interval.
+FAULT_KINDS = ("error_500", "error_429", "hang", "drop_connection", "slow")
+
+
+class InjectedFault(Exception):
+    """A fault the model server produces at the HTTP level (500, 429, dropped connection)."""
+
+    def __init__(self, kind: str, retry_after_s: float | None = None) -> None:
+        super().__init__(kind)
+        self.kind = kind
+        self.retry_after_s = retry_after_s
+
+
+class FaultDraw:
+    """Which fault (if any) a request gets: a pure function of (seed, request, occurrence).
+
+    The occurrence counter makes the n-th identical request (a retry) draw afresh, while a
+    rerun of the same requests in the same per-request order draws the same faults.
+    """
+
+    def __init__(self, settings: FaultSettings) -> None:
+        self.settings = settings
+        self._seen: Counter[bytes] = Counter()
+        self.injected: Counter[str] = Counter()
+
+    def __call__(self, body: dict[str, Any]) -> str | None:
+        key = hashlib.blake2b(
+            repr((body.get("seed"), _prompt_text(body))).encode(), digest_size=12
+        ).digest()
+        occurrence = self._seen[key]
+        self._seen[key] += 1
+        point = _stable_unit("fault", self.settings.seed, key, occurrence)
+        edge = 0.0
+        for kind in FAULT_KINDS:
+            edge += getattr(self.settings, kind)
+            if point < edge:
+                self.injected[kind] += 1
+                return kind
+        return None
 
 
 def success_probability(settings: SimulatedSettings, temperature: float, offset: float) -> float:
@@ -59,6 +105,7 @@ class SimulatedBackend:
 
     def __init__(self, settings: SimulatedSettings) -> None:
         self.settings = settings
+        self.faults = FaultDraw(settings.faults) if settings.faults.enabled else None
 
     def answer(self, body: dict[str, Any]) -> tuple[str, bool]:
         """The text for a request and whether it is the right answer."""
@@ -76,7 +123,19 @@ class SimulatedBackend:
         chosen = expected if correct else wrong_answer(expected, rng)
         return f"The answer is \\boxed{{{chosen}}}.", correct
 
+    async def inject_fault(self, body: dict[str, Any]) -> None:
+        """Draw this request's fault: sleep for a hang or a slow answer, raise for the rest."""
+        kind = self.faults(body) if self.faults is not None else None
+        faults = self.settings.faults
+        if kind == "hang":
+            await asyncio.sleep(faults.hang_s)
+        elif kind == "slow":
+            await asyncio.sleep(faults.slow_ms / 1000)
+        elif kind is not None:
+            raise InjectedFault(kind, faults.retry_after_s if kind == "error_429" else None)
+
     async def respond(self, body: dict[str, Any]) -> dict[str, Any]:
+        await self.inject_fault(body)
         text, _ = self.answer(body)
         settings = self.settings
         if settings.latency_ms or settings.latency_jitter_ms:
