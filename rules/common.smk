@@ -50,9 +50,24 @@ def shard_files(wildcards):
     ]
 
 
+def rescore_verifier_file(experiment):
+    """The verifier file as an input (so editing it reruns the rescore), [] for a bundled name."""
+    spec = PIPELINE.experiments[experiment].rescore_with
+    return [spec] if spec and spec.endswith(".py") else []
+
+
 def all_targets():
-    return [
+    targets = [
         f"{RESULTS}/{experiment}/{name}"
         for experiment in EXPERIMENTS
         for name in [*AGGREGATE_FILES, *(f"plots/{plot}" for plot in PLOTS)]
     ]
+    for experiment in EXPERIMENTS:
+        if PIPELINE.experiments[experiment].rescore_with:
+            targets += [
+                f"{RESULTS}/{experiment}/rescored/{label}/report.txt"
+                for label in (
+                    c.label for c, _ in experiment_rollouts(PIPELINE, experiment)
+                )
+            ]
+    return targets

@@ -53,6 +53,8 @@ class ExperimentConfig(StrictModel):
     tasks_per_chunk: int | None = Field(default=None, ge=1)
     max_failure_rate: float = Field(default=0.0, ge=0, le=1)
     baseline: str | None = None
+    #: a verifier (bundled name or .py file) to re-score this experiment's frozen rollouts with
+    rescore_with: str | None = None
     seed: int | None = None
 
     @field_validator("grid")
