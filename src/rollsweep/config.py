@@ -220,7 +220,7 @@ class CollectSettings(StrictModel):
     )
     task_start: int = Field(default=0, ge=0, description="first task index (a chunk of tasks)")
     task_stop: int | None = Field(
-        default=None, ge=0, description="task index to stop before (default: all)"
+        default=None, ge=0, description="task index to stop before (a chunk's end)"
     )
     num_samples_in_parallel: int = Field(default=8, ge=1, description="rollouts in flight")
     responses_create_params: SamplingParams = Field(
@@ -228,12 +228,14 @@ class CollectSettings(StrictModel):
     )
     seed: int = Field(default=0, description="run seed; each rollout's seed derives from it")
     head_url: str | None = Field(
-        default=None, description="ng_run head server to use (default: the config's head_server)"
+        default=None, description="head server of a running stack (None: the config's head_server)"
     )
     config_paths: list[str] | None = Field(
-        default=None, description="stack config files (default: config/servers.yaml)"
+        default=None, description="stack config files (None: config/servers.yaml)"
     )
-    connect_timeout_s: float = Field(default=10.0, gt=0, allow_inf_nan=False)
+    connect_timeout_s: float = Field(
+        default=10.0, gt=0, allow_inf_nan=False, description="TCP connect timeout"
+    )
     request_timeout_s: float = Field(
         default=600.0, gt=0, allow_inf_nan=False, description="read timeout of one /run request"
     )
@@ -249,8 +251,10 @@ class CollectSettings(StrictModel):
         description="exit 1 when more rollouts than this share fail",
     )
     resume: bool = Field(default=True, description="skip rollouts finished by an earlier run")
-    max_line_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
-    progress: bool | None = Field(default=None, description="progress bar (default: on a TTY)")
+    max_line_bytes: int = Field(
+        default=16 * 1024 * 1024, gt=0, description="longest accepted input line"
+    )
+    progress: bool | None = Field(default=None, description="progress bar (None: on a terminal)")
 
     @model_validator(mode="after")
     def _one_target(self) -> CollectSettings:

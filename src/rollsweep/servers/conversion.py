@@ -1020,6 +1020,10 @@ def parse_text_tool_calls(text: str) -> tuple[str, list[dict[str, str]]]:
     return text, []
 
 
+#: Content parts that carry an answer's text (refusal and reasoning parts do not).
+TEXT_PART_TYPES = ("output_text", "text", None)
+
+
 def output_text(response: dict[str, Any] | None) -> str:
     """The final assistant text of a Responses object: the ``output_text`` parts of its last
     assistant ``message`` item, concatenated (``""`` when there is none)."""
@@ -1041,6 +1045,6 @@ def output_text(response: dict[str, Any] | None) -> str:
         return "".join(
             str(part.get("text") or "")
             for part in content
-            if isinstance(part, dict) and part.get("type") == "output_text"
+            if isinstance(part, dict) and part.get("type") in TEXT_PART_TYPES
         )
     return ""

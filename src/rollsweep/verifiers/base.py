@@ -21,6 +21,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from rollsweep.servers.conversion import output_text
+
 #: A tool function: (arguments from the model's function call, the task row) -> JSON-able result.
 ToolFn = Callable[[dict[str, Any], dict[str, Any]], Any]
 #: A verify function: (task row, Responses API object) -> {"reward": float, **details}.
@@ -62,33 +64,14 @@ def _output_items(response: dict[str, Any]) -> list[dict[str, Any]]:
     return [item for item in output if isinstance(item, dict)]
 
 
-#: Content parts that carry text (a refusal or reasoning part does not count).
-_TEXT_PARTS = ("output_text", "input_text", "text", None)
-
-
-def _message_text(item: dict[str, Any]) -> str:
-    content = item.get("content")
-    if isinstance(content, str):
-        return content
-    parts: list[str] = []
-    for part in content or []:
-        if isinstance(part, dict) and part.get("type") in _TEXT_PARTS:
-            text = part.get("text")
-            if isinstance(text, str):
-                parts.append(text)
-    return "".join(parts)
-
-
 def final_text(response: dict[str, Any]) -> str:
     """The text of the last assistant message in a Responses API object ("" when there is none).
 
-    Only ``output_text`` parts count (refusals and reasoning do not); an item without a role is
-    taken as the assistant's, as the Responses API only puts assistant messages in ``output``.
+    Only text parts count (refusals and reasoning do not); an item without a role is taken as
+    the assistant's, as the Responses API only puts assistant messages in ``output``.
     """
-    for item in reversed(_output_items(response)):
-        if item.get("type") == "message" and item.get("role", "assistant") == "assistant":
-            return _message_text(item)
-    return ""
+    _output_items(response)  # a malformed response is a VerifierError, not an empty answer
+    return output_text(response)
 
 
 def function_calls(response: dict[str, Any]) -> list[dict[str, Any]]:
