@@ -27,7 +27,11 @@ class EmbeddedSettings(StrictModel):
 
     model_path: str | None = None
     n_ctx: int = Field(default=2048, gt=0)
-    n_threads: int | None = Field(default=None, gt=0)
+    #: llama.cpp contexts serving requests side by side (None: one per CPU core, at most 4)
+    n_instances: int | None = Field(default=None, gt=0)
+    #: threads per context; 1 is fastest for a small model (llama.cpp's threads spin-wait,
+    #: which collapses throughput when other processes share the cores)
+    n_threads: int = Field(default=1, gt=0)
     n_batch: int = Field(default=256, gt=0)
 
 

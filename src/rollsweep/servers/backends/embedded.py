@@ -7,7 +7,6 @@ import hashlib
 import importlib.util
 import json
 import os
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +78,11 @@ def _tools_as_text(messages: list[dict[str, Any]], tools: list[dict[str, Any]]) 
 
 
 class EmbeddedBackend:
-    """One llama.cpp context; requests are served one at a time in a worker thread."""
+    """A pool of llama.cpp contexts over one GGUF file; each request takes a free one.
+
+    Every request starts from an empty KV cache, so the text depends only on the request and its
+    seed, never on which context served it or what it served before.
+    """
 
     def __init__(self, settings: EmbeddedSettings) -> None:
         from llama_cpp import Llama
@@ -87,19 +90,23 @@ class EmbeddedBackend:
         path = Path(settings.model_path) if settings.model_path else default_model_path()
         if not path.exists():
             raise UsageError("model file not found", path=str(path))
-        threads = settings.n_threads or max(1, min(4, os.cpu_count() or 1))
+        count = settings.n_instances or max(1, min(4, os.cpu_count() or 1))
         self.model_path = path
         self.model_id = path.stem
-        self._llm = Llama(
-            model_path=str(path),
-            n_ctx=settings.n_ctx,
-            n_threads=threads,
-            n_batch=settings.n_batch,
-            verbose=False,
-        )
-        self._lock = threading.Lock()
+        self._contexts = [
+            Llama(
+                model_path=str(path),
+                n_ctx=settings.n_ctx,
+                n_threads=settings.n_threads,
+                n_batch=settings.n_batch,
+                verbose=False,
+            )
+            for _ in range(count)
+        ]
+        self._free: asyncio.Queue[Any] | None = None
 
-    def _complete(self, chat: dict[str, Any]) -> dict[str, Any]:
+    @staticmethod
+    def _complete(llm: Any, chat: dict[str, Any]) -> dict[str, Any]:
         tools = chat.pop("tools", None)
         chat.pop("tool_choice", None)
         messages = chat.pop("messages")
@@ -113,8 +120,19 @@ class EmbeddedBackend:
         }
         if chat.get("stop"):
             kwargs["stop"] = chat["stop"]
-        with self._lock:
-            return self._llm.create_chat_completion(messages=messages, **kwargs)
+        llm.reset()
+        return llm.create_chat_completion(messages=messages, **kwargs)
+
+    async def _run(self, chat: dict[str, Any]) -> dict[str, Any]:
+        if self._free is None:  # created lazily: it belongs to the serving event loop
+            self._free = asyncio.Queue()
+            for llm in self._contexts:
+                self._free.put_nowait(llm)
+        llm = await self._free.get()
+        try:
+            return await asyncio.to_thread(self._complete, llm, chat)
+        finally:
+            self._free.put_nowait(llm)
 
     async def respond(self, body: dict[str, Any]) -> dict[str, Any]:
         chat = responses_request_to_chat(body, model=self.model_id)
@@ -124,12 +142,13 @@ class EmbeddedBackend:
         identity = hashlib.blake2b(
             json.dumps(chat, sort_keys=True, default=str).encode(), digest_size=10
         ).hexdigest()
-        result = await asyncio.to_thread(self._complete, chat)
+        result = await self._run(chat)
         result["model"] = self.model_id
         return chat_response_to_responses(
             result, request=body, response_id=f"resp_{identity}", text_tool_calls=tools
         )
 
     async def aclose(self) -> None:
-        if hasattr(self._llm, "close"):
-            self._llm.close()
+        for llm in self._contexts:
+            if hasattr(llm, "close"):
+                llm.close()
