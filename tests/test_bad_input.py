@@ -256,3 +256,42 @@ def test_more_bad_input_kinds(tmp_path, case, sim_config, capsys):
 
 def test_at_least_twenty_kinds_of_bad_input():
     assert len(CASES) + len(MORE_CASES) >= 20
+
+
+def test_stack_config_errors_are_caught_before_any_server_starts(tmp_path):
+    """A missing verifier file, an unknown bundled verifier and a bad agent URL: exit 2."""
+    from conftest import run_cli
+
+    tasks = tmp_path / "tasks.jsonl"
+    tasks.write_text(GOOD)
+    out = tmp_path / "out.jsonl"
+    for verifier, expected in (
+        ("nope.py", "verifier file not found"),
+        ("mathh", "unknown verifier"),
+    ):
+        stack = tmp_path / "stack.yaml"
+        stack.write_text(
+            "model_servers: {m: {backend: simulated}}\n"
+            f"resources_servers: {{r: {{verifier: {verifier}}}}}\n"
+            "agents: {a: {model_server: m, resources_server: r}}\n"
+        )
+        result = run_cli(
+            "ng_collect_rollouts",
+            "+agent_name=a",
+            f"+input_jsonl_fpath={tasks}",
+            f"+output_jsonl_fpath={out}",
+            f"+config_paths=[{stack}]",
+            timeout=60,
+        )
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.count("\n") == 1 and expected in result.stderr
+        assert "resources_servers.r.verifier" in result.stderr
+    result = run_cli(
+        "ng_collect_rollouts",
+        "+agent_url=not a url",
+        f"+input_jsonl_fpath={tasks}",
+        f"+output_jsonl_fpath={out}",
+        timeout=60,
+    )
+    assert result.returncode == 2 and "+agent_url" in result.stderr
+    assert not out.exists()

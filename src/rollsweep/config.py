@@ -8,7 +8,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from rollsweep.errors import UsageError
 from rollsweep.paths import DEFAULT_STACK_CONFIG
@@ -105,9 +112,24 @@ class ModelServerConfig(StrictModel):
         return self
 
 
+#: The bundled verifiers (rollsweep.verifiers implements them; a test keeps the two in step).
+BUNDLED_VERIFIER_NAMES = ("auto", "math", "mcqa", "instruction_following", "tool_use")
+
+
 class ResourcesServerConfig(StrictModel):
-    #: a bundled verifier name (auto, math, mcqa, instruction_following, tool_use) or a .py file
+    #: a bundled verifier name or a .py file (relative to the config file that names it)
     verifier: str = "auto"
+
+    @field_validator("verifier")
+    @classmethod
+    def _verifier_exists(cls, verifier: str) -> str:
+        if verifier.endswith(".py"):
+            if not Path(verifier).is_file():
+                raise ValueError(f"verifier file not found: {verifier}")
+        elif verifier not in BUNDLED_VERIFIER_NAMES:
+            known = ", ".join(BUNDLED_VERIFIER_NAMES)
+            raise ValueError(f"unknown verifier {verifier!r} (bundled: {known}, or a .py file)")
+        return verifier
 
 
 class AgentConfig(StrictModel):
@@ -213,7 +235,9 @@ class CollectSettings(StrictModel):
 
     agent_name: str | None = Field(default=None, description="an agent of the config")
     agent_url: str | None = Field(
-        default=None, description="any server with NeMo Gym's /run contract, instead of an agent"
+        default=None,
+        pattern=r"^https?://[^\s/]+(/\S*)?$",
+        description="any server with NeMo Gym's /run contract, instead of an agent",
     )
     input_jsonl_fpath: str = Field(description="task rows (JSONL); bundled data/ names work too")
     output_jsonl_fpath: str = Field(description="rollout rows, written atomically at the end")
@@ -311,8 +335,4 @@ def validate_settings(model: type[BaseModel], data: dict[str, Any]) -> Any:
         if message == "Extra inputs are not permitted":
             known = ", ".join(f"+{name}" for name in model.model_fields)
             message = f"unknown key (known: {known})"
-        return _raise(message, f"+{key}")
-
-
-def _raise(message: str, key: str) -> Any:
-    raise UsageError(message, key=key)
+        raise UsageError(message, key=f"+{key}" if key else None) from None

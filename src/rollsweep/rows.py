@@ -68,12 +68,17 @@ class RolloutRow(BaseModel):
     seed: int
 
 
-def describe_validation_error(error: ValidationError) -> tuple[str, str]:
+#: Error kinds whose message already says all (the value is absent, or the check names it).
+_NO_VALUE_SHOWN = ("missing", "extra_forbidden", "value_error")
+
+
+def describe_validation_error(error: ValidationError) -> tuple[str | None, str]:
     """The first problem of a pydantic error as (dotted key, message)."""
     first = error.errors()[0]
-    key = ".".join(str(part) for part in first["loc"]) or "(row)"
-    message = first["msg"]
-    if "input" in first and first["type"] not in ("missing", "extra_forbidden"):
+    key = ".".join(str(part) for part in first["loc"]) or None
+    message = first["msg"].removeprefix("Value error, ")
+    # show the offending value for a field, never a whole object for a cross-field check
+    if first["loc"] and "input" in first and first["type"] not in _NO_VALUE_SHOWN:
         shown = repr(first["input"])
         if len(shown) > 60:
             shown = shown[:57] + "..."

@@ -30,10 +30,11 @@ class AgentRuntime(BaseModel):
 
 
 class StepFailed(Exception):
-    def __init__(self, status_code: int, detail: str) -> None:
+    def __init__(self, status_code: int, detail: str, retry_after: str | None = None) -> None:
         super().__init__(detail)
         self.status_code = status_code
         self.detail = detail
+        self.retry_after = retry_after
 
 
 def _input_items(given: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -47,7 +48,9 @@ async def _post(client: httpx.AsyncClient, url: str, payload: dict, **kwargs: An
     if reply.status_code >= 400:
         # Pass the upstream status on: 4xx is bad input (not retried), 5xx is infrastructure.
         raise StepFailed(
-            reply.status_code, f"{url} answered {reply.status_code}: {reply.text[:300]}"
+            reply.status_code,
+            f"{url} answered {reply.status_code}: {reply.text[:300]}",
+            reply.headers.get("retry-after"),
         )
     return reply.json()
 
@@ -140,7 +143,8 @@ def create_agent_app(runtime: AgentRuntime) -> FastAPI:
     async def lifespan(_: FastAPI):
         state["client"] = httpx.AsyncClient(
             timeout=httpx.Timeout(runtime.timeout_s, connect=10.0),
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=1024),
+            # A bounded pool: httpcore's upkeep grows with the pool's size on every request.
+            limits=httpx.Limits(max_connections=128, max_keepalive_connections=128),
         )
         yield
         await state["client"].aclose()
@@ -160,7 +164,9 @@ def create_agent_app(runtime: AgentRuntime) -> FastAPI:
             return await run_rollout(state["client"], runtime, task)
         except StepFailed as error:
             status = error.status_code if error.status_code < 500 else 502
-            raise HTTPException(status_code=status, detail=error.detail) from None
+            # a rate limit passes through with its Retry-After, so the collector waits that long
+            headers = {"Retry-After": error.retry_after} if error.retry_after else None
+            raise HTTPException(status_code=status, detail=error.detail, headers=headers) from None
         except httpx.TransportError as error:
             raise HTTPException(
                 status_code=502, detail=f"{type(error).__name__}: {error}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rollsweep.config import BUNDLED_VERIFIER_NAMES
 from rollsweep.verifiers import auto, instruction_following, math_answer, mcqa, tool_use
 from rollsweep.verifiers.base import (
     ToolFn,
@@ -32,8 +33,11 @@ _BUNDLED: dict[str, Verifier] = {
     )
 }
 
-#: The names ``load_verifier`` accepts besides a ``.py`` path.
-BUNDLED_VERIFIERS: tuple[str, ...] = tuple(_BUNDLED)
+#: The names ``load_verifier`` accepts besides a ``.py`` path (the config validates against the
+#: same list without importing the verifiers).
+BUNDLED_VERIFIERS: tuple[str, ...] = BUNDLED_VERIFIER_NAMES
+if set(_BUNDLED) != set(BUNDLED_VERIFIERS):  # pragma: no cover - a programming error
+    raise ImportError(f"bundled verifiers {sorted(_BUNDLED)} != {sorted(BUNDLED_VERIFIERS)}")
 
 
 def load_verifier(spec: str | Path) -> Verifier:
