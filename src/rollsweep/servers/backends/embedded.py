@@ -98,6 +98,9 @@ class EmbeddedBackend:
                 model_path=str(path),
                 n_ctx=settings.n_ctx,
                 n_threads=settings.n_threads,
+                # llama-cpp-python's default is every core for prompts, which spin-waits
+                # against other processes; prompts are short, one thread is enough
+                n_threads_batch=settings.n_threads,
                 n_batch=settings.n_batch,
                 verbose=False,
             )
