@@ -19,6 +19,7 @@ include: "rules/common.smk"
 include: "rules/servers.smk"
 include: "rules/collect.smk"
 include: "rules/aggregate.smk"
+include: "rules/manifest.smk"
 include: "rules/rescore.smk"
 include: "rules/report.smk"
 

@@ -12,8 +12,11 @@ rule collect_shard:
     conda:
         "../environment.yml"
     resources:
+        # one SLURM job per shard (profiles/slurm): the collector and the agent's servers are
+        # light next to the model they call; the embedded model in the job needs about 1 GB
         runtime=120,
         mem_mb=2048,
+        cpus_per_task=1,
     params:
         command=lambda w, output: collect_command(
             PIPELINE,

@@ -60,7 +60,11 @@ def all_targets():
     targets = [
         f"{RESULTS}/{experiment}/{name}"
         for experiment in EXPERIMENTS
-        for name in [*AGGREGATE_FILES, *(f"plots/{plot}" for plot in PLOTS)]
+        for name in [
+            *AGGREGATE_FILES,
+            *(f"plots/{plot}" for plot in PLOTS),
+            "manifest.json",
+        ]
     ]
     for experiment in EXPERIMENTS:
         if PIPELINE.experiments[experiment].rescore_with:

@@ -122,6 +122,7 @@ def test_sweep_runs_aggregates_and_reruns_only_what_changed(tmp_path):
         "collect_shard": 2,
         "merge_shards": 1,
         "aggregate": 1,
+        "manifest": 1,
         "all": 1,
     }
 

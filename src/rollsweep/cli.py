@@ -230,6 +230,12 @@ def _rescore(rest: list[str]) -> int:
     return rescore_main(rest)
 
 
+def _check_manifest(rest: list[str]) -> int:
+    from rollsweep.manifest import check_manifest_main
+
+    return check_manifest_main(rest)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rollsweep",
@@ -251,6 +257,12 @@ def build_parser() -> argparse.ArgumentParser:
         "rescore", help="re-run a verifier on frozen rollouts, no model calls", add_help=False
     )
     rescore.set_defaults(handler=lambda ns, rest: _rescore(rest))
+    check = commands.add_parser(
+        "check-manifest",
+        help="would a rerun use the same inputs and versions? (names what drifted)",
+        add_help=False,
+    )
+    check.set_defaults(handler=lambda ns, rest: _check_manifest(rest))
     make = commands.add_parser("make-tasks", help="regenerate the bundled task files")
     make.add_argument("out_dir", nargs="?", default=str(DEFAULT_STACK_CONFIG.parents[1] / "data"))
     make.set_defaults(handler=lambda ns, rest: _make_tasks(ns))
@@ -264,7 +276,7 @@ def rollsweep_main(argv: list[str] | None = None) -> None:
         print(COLLECT_HELP if args[0] == "collect" else RUN_HELP)
         sys.exit(0)
     ns, rest = parser.parse_known_args(args)
-    if rest and ns.command not in ("collect", "serve", "view", "rescore"):
+    if rest and ns.command not in ("collect", "serve", "view", "rescore", "check-manifest"):
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     handler: Callable[[Any, list[str]], int] = ns.handler
     sys.exit(run_guarded(lambda: handler(ns, rest)))
