@@ -25,6 +25,7 @@ import pytest
 from conftest import REPO, ThreadedServer, free_port, math_task, read_rows, write_stack_config
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from test_collect_simulated import without_timing
 
 from rollsweep.collector import RolloutFailed, post_with_retries
 from rollsweep.config import load_stack_config
@@ -114,14 +115,6 @@ def model_requests(model_url: str, settle_s: float = 0.2) -> int:
         if seen[-1] == seen[-2] == seen[-3]:
             return seen[-1]
         time.sleep(settle_s)
-
-
-def without_timing(row: dict) -> dict:
-    row = json.loads(json.dumps(row))
-    row["metrics"].pop("latency_s")
-    row["metrics"].pop("model_latency_s", None)
-    row["response"].pop("created_at")
-    return row
 
 
 class DirWatch:

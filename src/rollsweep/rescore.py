@@ -12,7 +12,6 @@ side by side, and the rows whose reward changed. A user verifier file is read ag
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from typing import Any
 
 from rollsweep.errors import UsageError
 from rollsweep.jsonl import atomic_output, dumps, iter_jsonl
+from rollsweep.rows import finite_number, plain_int
 
 #: Keys a rollout adds to its task row; the verifier sees the row without them (the task as
 #: the agent's /verify saw it).
@@ -87,17 +87,6 @@ class RescoreResult:
         return "\n".join(lines)
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
-
-
-def _integer(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
 def task_of(row: dict[str, Any]) -> dict[str, Any]:
     """The task row a verifier saw: the rollout row without what the rollout added."""
     return {key: value for key, value in row.items() if key not in ROLLOUT_KEYS}
@@ -149,7 +138,7 @@ def rescore(
                 raise UsageError(
                     "the row has no 'response' object to verify", path=str(source), line=line
                 )
-            before = _number(row.get("reward"))
+            before = finite_number(row.get("reward"))
             try:
                 verdict = normalize_result(
                     load_verifier(verifier_spec).verify(task_of(row), response)
@@ -177,8 +166,8 @@ def rescore(
                 result.changed.append(
                     ChangedRow(
                         line=line,
-                        task_index=_integer(row.get("_ng_task_index")),
-                        repeat=_integer(row.get("_ng_rollout_index")),
+                        task_index=plain_int(row.get("_ng_task_index")),
+                        repeat=plain_int(row.get("_ng_rollout_index")),
                         task_id=None if task_id is None else str(task_id),
                         before=before,
                         after=after,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -26,6 +27,21 @@ class ResponsesCreateParams(SamplingParams):
     input: str | list[dict[str, Any]]
     instructions: str | None = None
     tools: list[dict[str, Any]] | None = None
+
+
+def finite_number(value: Any) -> float | None:
+    """A JSON number as a float (None for booleans, non-numbers, NaN and infinities)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def plain_int(value: Any) -> int | None:
+    """A JSON integer that fits 63 bits (None otherwise, booleans included)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value if -(2**62) < value < 2**62 else None
 
 
 class AgentRef(BaseModel):

@@ -12,7 +12,6 @@ should still show a file whose last line was cut by a killed run.
 
 from __future__ import annotations
 
-import math
 import os
 import threading
 import time
@@ -25,6 +24,7 @@ import orjson
 import polars as pl
 
 from rollsweep.errors import UsageError
+from rollsweep.rows import finite_number, plain_int
 
 #: The first block is small so that the first page shows at once; the rest go in big blocks.
 FIRST_BLOCK_BYTES = 256 * 1024
@@ -80,19 +80,6 @@ def check_rollouts_file(path: Path) -> None:
                     line=number,
                 )
             return
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
-
-
-def _integer(value: Any) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        return None
-    return value if -(2**62) < value < 2**62 else None
 
 
 def _text(value: Any) -> str | None:
@@ -271,9 +258,9 @@ class RolloutIndex:
                 if len(self.bad_line_report) < MAX_REPORTED_BAD_LINES:
                     self.bad_line_report.append({"line": int(numbers[position]), "error": reason})
                 continue
-            columns["reward"].append(_number(value.get("reward")))
-            columns["_ng_task_index"].append(_integer(value.get("_ng_task_index")))
-            columns["_ng_rollout_index"].append(_integer(value.get("_ng_rollout_index")))
+            columns["reward"].append(finite_number(value.get("reward")))
+            columns["_ng_task_index"].append(plain_int(value.get("_ng_task_index")))
+            columns["_ng_rollout_index"].append(plain_int(value.get("_ng_rollout_index")))
             columns["task_id"].append(_text(value.get("task_id")))
         return pl.DataFrame(columns, schema=_PARSE_SCHEMA), good
 
