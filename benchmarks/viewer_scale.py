@@ -31,17 +31,8 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import record
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from rollsweep.viewer.headless import CHROMIUM, CHROMIUM_ARGS
+
 VIEWER = (
     "import sys; from rollsweep.viewer import ng_viewer_main; "
     "sys.exit(ng_viewer_main(sys.argv[1:]))"
@@ -154,7 +145,9 @@ def main() -> None:
             from playwright.sync_api import sync_playwright
 
             with sync_playwright() as playwright:
-                browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                browser = playwright.chromium.launch(
+                    executable_path=str(CHROMIUM), args=list(CHROMIUM_ARGS)
+                )
                 for run in range(args.runs):
                     page = browser.new_page(viewport={"width": 1500, "height": 900})
                     process, url, t0 = start_viewer(path)

@@ -16,18 +16,8 @@ from conftest import ThreadedServer
 
 from rollsweep.viewer.app import Workspace, create_app
 from rollsweep.viewer.demo import write_demo_rollouts
+from rollsweep.viewer.headless import CHROMIUM, CHROMIUM_ARGS
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 N_TASKS, N_REPEATS = 10, 5
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium")
@@ -75,7 +65,7 @@ def browser():
 
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+            executable_path=str(CHROMIUM), args=list(CHROMIUM_ARGS), headless=True
         )
         yield chromium
         chromium.close()

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rollsweep.config import BUNDLED_VERIFIER_NAMES
-from rollsweep.verifiers import auto, instruction_following, math_answer, mcqa, tool_use
+from rollsweep.verifiers import auto
 from rollsweep.verifiers.base import (
     ToolFn,
     Verifier,
@@ -22,16 +22,7 @@ from rollsweep.verifiers.base import (
 )
 from rollsweep.verifiers.user_file import load_user_verifier
 
-_BUNDLED: dict[str, Verifier] = {
-    v.name: v
-    for v in (
-        auto.VERIFIER,
-        math_answer.VERIFIER,
-        mcqa.VERIFIER,
-        instruction_following.VERIFIER,
-        tool_use.VERIFIER,
-    )
-}
+_BUNDLED: dict[str, Verifier] = {auto.VERIFIER.name: auto.VERIFIER, **auto.DISPATCHED}
 
 #: The names ``load_verifier`` accepts besides a ``.py`` path (the config validates against the
 #: same list without importing the verifiers).
