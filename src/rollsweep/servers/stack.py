@@ -243,9 +243,7 @@ class BackgroundStack:
         self.stack.start()
         sock = bind_socket(self.stack.host, 0)
         self.head_url = f"http://{self.stack.host}:{sock.getsockname()[1]}"
-        config = uvicorn.Config(
-            create_head_app(self.stack), log_level="warning", access_log=False
-        )
+        config = uvicorn.Config(create_head_app(self.stack), log_level="warning", access_log=False)
         self._server = uvicorn.Server(config)
         self._server.install_signal_handlers = lambda: None  # the main thread owns signals
         self._thread = threading.Thread(
