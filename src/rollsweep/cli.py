@@ -21,7 +21,7 @@ from rollsweep.config import (
     validate_settings,
 )
 from rollsweep.errors import ServerUnavailable, UsageError
-from rollsweep.paths import DEFAULT_STACK_CONFIG, resolve_input
+from rollsweep.paths import BUNDLED_DATA, resolve_input
 from rollsweep.servers.stack import HEAD_URL_ENV
 
 
@@ -264,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.set_defaults(handler=lambda ns, rest: _check_manifest(rest))
     make = commands.add_parser("make-tasks", help="regenerate the bundled task files")
-    make.add_argument("out_dir", nargs="?", default=str(DEFAULT_STACK_CONFIG.parents[1] / "data"))
+    make.add_argument("out_dir", nargs="?", default=str(BUNDLED_DATA))
     make.set_defaults(handler=lambda ns, rest: _make_tasks(ns))
     return parser
 

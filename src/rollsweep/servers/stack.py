@@ -74,13 +74,13 @@ class Stack:
     servers: dict[str, ServerProcess] = field(default_factory=dict)
 
     def _needed(self) -> tuple[list[str], list[str], list[str]]:
-        agents = self.agents if self.agents is not None else list(self.config.agents)
-        models = sorted({self.config.agents[a].model_server for a in agents})
-        resources = sorted({self.config.agents[a].resources_server for a in agents})
+        """(model servers, resources servers, agents) to start: all, or what the agents use."""
         if self.agents is None:
-            models = list(self.config.model_servers)
-            resources = list(self.config.resources_servers)
-        return models, resources, agents
+            config = self.config
+            return list(config.model_servers), list(config.resources_servers), list(config.agents)
+        models = sorted({self.config.agents[a].model_server for a in self.agents})
+        resources = sorted({self.config.agents[a].resources_server for a in self.agents})
+        return models, resources, list(self.agents)
 
     def _spawn(self, key: str, kind: str, spec: dict[str, Any], sock: socket.socket) -> None:
         assert self.log_dir is not None
