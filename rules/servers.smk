@@ -22,7 +22,8 @@ if workflow.is_main_process:
 
 def finish_run():
     for servers in WORKFLOW_SERVERS:
-        servers.stop()
+        if servers is not None:
+            servers.stop()
     release_owner()
 
 

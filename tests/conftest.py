@@ -7,9 +7,11 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
@@ -108,3 +110,27 @@ class ThreadedServer:
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+
+
+def start_ng_run(config: Path) -> tuple[subprocess.Popen, str]:
+    port = yaml.safe_load(config.read_text())["head_server"]["port"]
+    script = Path(sys.executable).parent / "ng_run"
+    process = subprocess.Popen(
+        [str(script), f"+config_paths=[{config}]"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    head = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{head}/global_config", timeout=0.5).status_code == 200:
+                return process, head
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None:
+            raise AssertionError(process.stderr.read())
+        time.sleep(0.1)
+    process.kill()
+    raise AssertionError("ng_run did not come up")

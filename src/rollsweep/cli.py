@@ -22,6 +22,7 @@ from rollsweep.config import (
 )
 from rollsweep.errors import ServerUnavailable, UsageError
 from rollsweep.paths import BUNDLED_DATA, resolve_input
+from rollsweep.protocol import servers_of_kind
 from rollsweep.servers.stack import HEAD_URL_ENV
 
 
@@ -89,10 +90,71 @@ def agent_identity(config: StackConfig, agent_name: str) -> str:
     )
 
 
+def _agent_at_head(head: str, agent_name: str, served: dict[str, Any]) -> str:
+    agents = servers_of_kind(served, "agent")
+    if agent_name not in agents:
+        known = ", ".join(sorted(agents)) or "none"
+        raise UsageError(
+            f"the head server at {head} has no agent {agent_name!r} (its agents: {known})",
+            key="+agent_name",
+        )
+    return agents[agent_name]
+
+
+def resolve_agent(settings: CollectSettings) -> tuple[str | None, str, StackConfig | None]:
+    """Where the rollouts come from: (agent URL, identity for the checkpoint, stack config).
+
+    In order: ``+agent_url``; a head named on the command line (``+head_url`` or NeMo Gym's
+    ``+head_server.host/port``), which must answer and list the agent - never a silent local
+    fallback; a running head (the workflow's, or the config's port, NeMo Gym's default
+    127.0.0.1:11000 included) that lists the agent; else the local stack config's agent, whose
+    servers the caller starts (URL None).
+    """
+    from rollsweep.servers.stack import discover
+
+    if settings.agent_url is not None:
+        base = settings.agent_url.rstrip("/")
+        return base, base, None
+    assert settings.agent_name is not None
+    given = settings.given_head_url
+    if given is not None:
+        served = discover(given, timeout_s=settings.connect_timeout_s)
+        if served is None:
+            raise ServerUnavailable(
+                f"cannot read the head server's config at {given}/global_config_dict_yaml "
+                "(is ng_run running there?)"
+            )
+        url = _agent_at_head(given, settings.agent_name, served)
+        print(f"using agent {settings.agent_name} at {url} (head {given})", file=sys.stderr)
+        return url, head_identity(served, settings.agent_name), None
+
+    config = load_stack_config(settings.config_paths)
+    head = os.environ.get(HEAD_URL_ENV) or (
+        f"http://{config.head_server.host}:{config.head_server.port}"
+    )
+    served = discover(head)
+    agents = servers_of_kind(served, "agent") if served else {}
+    if settings.agent_name in agents:
+        print(f"using the servers of ng_run at {head}", file=sys.stderr)
+        return agents[settings.agent_name], head_identity(served or {}, settings.agent_name), None
+    if settings.agent_name not in config.agents:
+        known = ", ".join(sorted(config.agents))
+        running = f"; the head at {head} has: {', '.join(sorted(agents))}" if served else ""
+        raise UsageError(
+            f"unknown agent {settings.agent_name!r} (known: {known}{running})", key="+agent_name"
+        )
+    return None, agent_identity(config, settings.agent_name), config
+
+
+def head_identity(served: dict[str, Any], agent_name: str) -> str:
+    """A served agent's identity: its name and what its head says about it and its servers."""
+    return json.dumps({"agent": agent_name, "config": served.get(agent_name)}, sort_keys=True)
+
+
 def collect_command(args: list[str]) -> int:
     """``ng_collect_rollouts``: validate everything, find or start the servers, collect."""
     from rollsweep.collector import Interrupted, check_reachable, collect, scan_tasks
-    from rollsweep.servers.stack import Stack, discover
+    from rollsweep.servers.stack import Stack
 
     def on_sigterm(signum: int, _frame: object) -> None:
         raise Interrupted(signum)  # unwinds like Ctrl-C: servers stopped, checkpoint kept
@@ -109,39 +171,22 @@ def collect_command(args: list[str]) -> int:
     if input_path.exists() and output_path.exists() and output_path.samefile(input_path):
         raise UsageError("must differ from +input_jsonl_fpath", key="+output_jsonl_fpath")
 
-    config = None
-    if settings.agent_url is None:
-        config = load_stack_config(settings.config_paths)
-        if settings.agent_name not in config.agents:
-            known = ", ".join(sorted(config.agents))
-            raise UsageError(
-                f"unknown agent {settings.agent_name!r} (known: {known})", key="+agent_name"
-            )
     scan = scan_tasks(input_path, settings.limit, settings.max_line_bytes)
     if str(input_path) != given_input:
         print(f"reading bundled {input_path}", file=sys.stderr)
-
-    if settings.agent_url is not None:
-        base = settings.agent_url.rstrip("/")
-        asyncio.run(check_reachable(base))
-        result = asyncio.run(collect(settings, scan, f"{base}/run", target=base))
-    else:
-        assert config is not None and settings.agent_name is not None
-        identity = agent_identity(config, settings.agent_name)
-        head = (
-            settings.head_url
-            or os.environ.get(HEAD_URL_ENV)
-            or f"http://{config.head_server.host}:{config.head_server.port}"
+    agent_url, target, stack_config = resolve_agent(settings)
+    if agent_url is not None:
+        asyncio.run(check_reachable(agent_url))
+        result = asyncio.run(
+            collect(settings, scan, agent_url, target=target, agent_name=settings.agent_name)
         )
-        served = discover(head)
-        agent_url = (served or {}).get("agent", {}).get(settings.agent_name)
-        if agent_url:
-            print(f"using the servers of ng_run at {head}", file=sys.stderr)
-            result = asyncio.run(collect(settings, scan, f"{agent_url}/run", target=identity))
-        else:
-            with Stack(config, agents=[settings.agent_name]) as stack:
-                run_url = f"{stack.agent_urls()[settings.agent_name]}/run"
-                result = asyncio.run(collect(settings, scan, run_url, target=identity))
+    else:
+        assert stack_config is not None and settings.agent_name is not None
+        with Stack(stack_config, agents=[settings.agent_name]) as stack:
+            url = stack.agent_urls()[settings.agent_name]
+            result = asyncio.run(
+                collect(settings, scan, url, target=target, agent_name=settings.agent_name)
+            )
     print(result.summary_line(), file=sys.stderr)
     total = result.n_rows + result.n_failures
     if total and result.n_failures / total > settings.max_failure_rate:
@@ -176,8 +221,8 @@ def run_command(args: list[str]) -> int:
     stack = Stack(config)
     try:
         stack.start()
-        head = create_head_app(stack)
         port = head_socket.getsockname()[1]
+        head = create_head_app(stack, f"http://{config.head_server.host}:{port}")
         for kind, servers in stack.urls().items():
             for name, url in servers.items():
                 print(f"{kind:<9} {name:<24} {url}", file=sys.stderr)

@@ -45,6 +45,15 @@ import orjson
 from rollsweep.config import CollectSettings
 from rollsweep.errors import ServerUnavailable, UsageError
 from rollsweep.jsonl import atomic_output, dumps, iter_jsonl
+from rollsweep.protocol import (
+    AGENT_REF_KEY,
+    FAILURE_CLASS_KEY,
+    NO_PERSIST_KEY,
+    ROLLOUT_INDEX_KEY,
+    TASK_INDEX_KEY,
+    derive_seed,
+    with_seed,
+)
 from rollsweep.rows import validate_task
 from rollsweep.servers.conversion import output_text
 
@@ -127,16 +136,30 @@ def repeat_range(settings: CollectSettings) -> range:
     return range(settings.first_repeat, settings.first_repeat + settings.num_repeats)
 
 
-def derive_seed(run_seed: int, task_index: int, rollout_index: int) -> int:
-    """A rollout's seed: a stable function of (run seed, task index, repeat index)."""
-    digest = hashlib.sha256(f"{run_seed}:{task_index}:{rollout_index}".encode()).digest()
-    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+def build_request(
+    task: dict[str, Any],
+    overrides: dict[str, Any],
+    seed: int | None,
+    task_index: int,
+    rollout_index: int,
+    agent_name: str | None = None,
+) -> dict[str, Any]:
+    """The task as sent to ``/run``, in NeMo Gym's request schema.
 
-
-def build_request(task: dict[str, Any], overrides: dict[str, Any], seed: int) -> dict[str, Any]:
-    """The task as sent to ``/run``: command-line sampling overrides applied, seed set."""
-    params = {**task["responses_create_params"], **overrides, "seed": seed}
-    return {**task, "responses_create_params": params}
+    Command-line sampling overrides are applied; the seed goes where NeMo Gym's servers read it
+    (``metadata.extra_body``), never as a key its request models forbid; the indices and the
+    agent reference are those NeMo Gym's own collector sends.
+    """
+    params = with_seed({**task["responses_create_params"], **overrides}, seed)
+    request = {
+        **task,
+        "responses_create_params": params,
+        TASK_INDEX_KEY: task_index,
+        ROLLOUT_INDEX_KEY: rollout_index,
+    }
+    if agent_name is not None and AGENT_REF_KEY not in task:
+        request[AGENT_REF_KEY] = {"name": agent_name}
+    return request
 
 
 def effective_params(request: dict[str, Any]) -> dict[str, Any]:
@@ -387,7 +410,7 @@ def to_rollout_row(
     result: dict[str, Any],
     task_index: int,
     rollout_index: int,
-    seed: int,
+    seed: int | None,
     latency_s: float,
 ) -> dict[str, Any]:
     """Merge what the agent returned with the task and the collector's bookkeeping."""
@@ -397,13 +420,19 @@ def to_rollout_row(
     if isinstance(reward, bool) or not isinstance(reward, int | float) or not math.isfinite(reward):
         raise RolloutFailed("bad_response", f"the agent's reward is not a number: {reward!r}", 1)
     row = {**request, **result}
+    response = row.get("response") if isinstance(row.get("response"), dict) else {}
     if "output" not in row:
-        row["output"] = output_text(row.get("response") or {})
+        row["output"] = output_text(response)
     metrics = dict(row.get("metrics") or {})
     metrics["latency_s"] = round(latency_s, 6)
+    # An agent that reports no metrics of its own (NeMo Gym's) still has the model's usage.
+    usage = response.get("usage") if isinstance(response.get("usage"), dict) else {}
+    for key in ("input_tokens", "output_tokens"):
+        if key not in metrics and isinstance(usage.get(key), int):
+            metrics[key] = usage[key]
     row["metrics"] = metrics
-    row["_ng_task_index"] = task_index
-    row["_ng_rollout_index"] = rollout_index
+    row[TASK_INDEX_KEY] = task_index
+    row[ROLLOUT_INDEX_KEY] = rollout_index
     row["params"] = effective_params(request)
     row["seed"] = seed
     return row
@@ -419,6 +448,7 @@ class Tally:
     skipped: int = 0
     failed: int = 0
     retried: int = 0
+    not_persisted: int = 0
     reward_sum: float = 0.0
     started: float = field(default_factory=time.monotonic)
     failure_kinds: Counter[str] = field(default_factory=Counter)
@@ -458,7 +488,7 @@ class Progress:
             )
             return
         now = time.monotonic()
-        finished = tally.done + tally.failed + tally.skipped
+        finished = tally.done + tally.failed + tally.skipped + tally.not_persisted
         if now - self._last_log >= 10 or finished == tally.total:
             self._last_log = now
             elapsed = now - tally.started
@@ -493,6 +523,8 @@ class CollectResult:
     checkpoint: Path
     n_retries: int = 0
     failure_kinds: dict[str, int] = field(default_factory=dict)
+    n_not_persisted: int = 0
+    aggregate_metrics_path: Path | None = None
 
     def summary_line(self) -> str:
         kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(self.failure_kinds.items()))
@@ -500,14 +532,33 @@ class CollectResult:
         if self.failures_path:
             failures += f" (see {self.failures_path})"
         resumed = f", {self.n_skipped} resumed from checkpoint" if self.n_skipped else ""
+        dropped = (
+            f", {self.n_not_persisted} not persisted (_ng_no_persist; a rerun runs them)"
+            if self.n_not_persisted
+            else ""
+        )
         return (
             f"{self.n_rows} rollouts, mean reward {self.mean_reward:.3f}, {failures}, "
-            f"{self.n_retries} retries{resumed}, {self.wall_s:.1f} s -> {self.output}"
+            f"{self.n_retries} retries{resumed}{dropped}, {self.wall_s:.1f} s -> {self.output}"
         )
 
 
 def failures_path_for(output: Path) -> Path:
     return output.with_name(f"{output.stem}_failures.jsonl")
+
+
+def aggregate_metrics_path_for(output: Path) -> Path:
+    """Where NeMo Gym's collector writes what the agent's ``/aggregate_metrics`` answered."""
+    return output.with_name(f"{output.stem}_aggregate_metrics.json")
+
+
+def failure_message(result: dict[str, Any]) -> str:
+    """What a row marked ``_ng_failure_class`` says about its failure (first field that has it)."""
+    for key in ("failure_message", "error", "message", "detail"):
+        value = result.get(key)
+        if value:
+            return str(value)[:300]
+    return f"the agent marked the rollout {FAILURE_CLASS_KEY}={result[FAILURE_CLASS_KEY]!r}"
 
 
 def remove_stale_temporaries(*paths: Path) -> None:
@@ -544,8 +595,8 @@ def _restore_signal_handlers(installed: list[tuple[int, Any]]) -> None:
 
 
 async def _jobs(
-    scan: TaskScan, settings: CollectSettings, done: CheckpointIndex, tally: Tally
-) -> AsyncIterator[tuple[int, int, dict[str, Any], int]]:
+    scan: TaskScan, settings: CollectSettings, done: CheckpointIndex, agent_name: str | None
+) -> AsyncIterator[tuple[int, int, dict[str, Any], int | None]]:
     overrides = settings.responses_create_params.model_dump(exclude_none=True)
     tasks = task_range(settings, scan)
     for task_index, task in enumerate(iter_tasks(scan.path, tasks.stop, settings.max_line_bytes)):
@@ -554,8 +605,13 @@ async def _jobs(
         for rollout_index in repeat_range(settings):
             if (task_index, rollout_index) in done:
                 continue
-            seed = derive_seed(settings.seed, task_index, rollout_index)
-            yield task_index, rollout_index, build_request(task, overrides, seed), seed
+            seed = (
+                derive_seed(settings.seed, task_index, rollout_index)
+                if settings.sends_seeds
+                else None
+            )
+            request = build_request(task, overrides, seed, task_index, rollout_index, agent_name)
+            yield task_index, rollout_index, request, seed
         if task_index % 256 == 0:
             await asyncio.sleep(0)  # let workers run while a long file is read
 
@@ -606,9 +662,19 @@ def make_clients(width: int, timeout: httpx.Timeout) -> list[httpx.AsyncClient]:
 
 
 async def collect(
-    settings: CollectSettings, scan: TaskScan, run_url: str, *, target: str
+    settings: CollectSettings,
+    scan: TaskScan,
+    agent_url: str,
+    *,
+    target: str,
+    agent_name: str | None = None,
 ) -> CollectResult:
-    """Run every (task, repeat) not yet in the checkpoint against ``run_url``; write outputs."""
+    """Run every (task, repeat) not yet in the checkpoint against the agent; write outputs.
+
+    ``agent_url`` is the agent's base URL (its ``/run`` takes one rollout); ``agent_name`` goes
+    into each request's ``agent_ref``, as NeMo Gym's collector sends it.
+    """
+    run_url = f"{agent_url.rstrip('/')}/run"
     output = Path(settings.output_jsonl_fpath)
     config_hash = configuration_hash(settings, scan, target)
     checkpoint = checkpoint_path(output, config_hash)
@@ -629,15 +695,15 @@ async def collect(
     clients = make_clients(width, timeout)
     gc_thresholds = gc.get_threshold()
     gc.set_threshold(*GC_THRESHOLDS)
-    queue: asyncio.Queue[tuple[int, int, dict[str, Any], int] | None] = asyncio.Queue(width)
+    queue: asyncio.Queue[tuple[int, int, dict[str, Any], int | None] | None] = asyncio.Queue(width)
 
     def fail(
         task_index: int, rollout_index: int, request: dict, kind: str, message: str, attempts: int
     ) -> None:
         failures.append(
             {
-                "_ng_task_index": task_index,
-                "_ng_rollout_index": rollout_index,
+                TASK_INDEX_KEY: task_index,
+                ROLLOUT_INDEX_KEY: rollout_index,
                 "task_id": request.get("task_id"),
                 "error_kind": kind,
                 "message": message,
@@ -647,7 +713,9 @@ async def collect(
         tally.failed += 1
         tally.failure_kinds[kind] += 1
 
-    async def run_one(client: httpx.AsyncClient, job: tuple[int, int, dict[str, Any], int]) -> None:
+    async def run_one(
+        client: httpx.AsyncClient, job: tuple[int, int, dict[str, Any], int | None]
+    ) -> None:
         task_index, rollout_index, request, seed = job
         started = time.perf_counter()
         tries = [0]
@@ -655,6 +723,15 @@ async def collect(
             async with asyncio.timeout(settings.rollout_timeout_s):
                 result, _ = await post_with_retries(
                     client, run_url, request, settings.max_attempts, tries
+                )
+            if isinstance(result, dict) and result.get(NO_PERSIST_KEY):
+                # NeMo Gym's "kill-shaped" result: written nowhere, so a rerun runs it again.
+                tally.not_persisted += 1
+                progress.update()
+                return
+            if isinstance(result, dict) and result.get(FAILURE_CLASS_KEY) is not None:
+                raise RolloutFailed(
+                    str(result[FAILURE_CLASS_KEY]), failure_message(result), max(tries[0], 1)
                 )
             row = to_rollout_row(
                 request, result, task_index, rollout_index, seed, time.perf_counter() - started
@@ -689,7 +766,7 @@ async def collect(
             await run_one(client, job)
 
     async def feed() -> None:
-        async for job in _jobs(scan, settings, done, tally):
+        async for job in _jobs(scan, settings, done, agent_name):
             await queue.put(job)
         for _ in workers:
             await queue.put(None)
@@ -732,15 +809,20 @@ async def collect(
         checkpoint, output, task_range(settings, scan), repeat_range(settings)
     )
     if failures:
-        failures.sort(key=lambda f: (f["_ng_task_index"], f["_ng_rollout_index"]))
+        failures.sort(key=lambda f: (f[TASK_INDEX_KEY], f[ROLLOUT_INDEX_KEY]))
         with atomic_output(sidecar) as handle:
             for failure in failures:
                 handle.write(dumps(failure))
     else:
         sidecar.unlink(missing_ok=True)
-    if not failures:
+    if not failures and not tally.not_persisted:
         checkpoint.unlink(missing_ok=True)
     mean = _mean_reward_of(output) if tally.skipped else tally.mean_reward
+    metrics_path = None
+    if not settings.disable_aggregation and n_rows:
+        metrics_path = await write_aggregate_metrics(
+            agent_url, agent_name, output, settings.request_timeout_s
+        )
     return CollectResult(
         output=output,
         n_rows=n_rows,
@@ -752,7 +834,56 @@ async def collect(
         checkpoint=checkpoint,
         n_retries=tally.retried,
         failure_kinds=dict(tally.failure_kinds),
+        n_not_persisted=tally.not_persisted,
+        aggregate_metrics_path=metrics_path,
     )
+
+
+def _for_aggregation(row: dict[str, Any]) -> dict[str, Any]:
+    """A row as NeMo Gym's collector sends it to ``/aggregate_metrics``: no request, no
+    response except its usage."""
+    entry = {k: v for k, v in row.items() if k not in ("response", "responses_create_params")}
+    usage = (row.get("response") or {}).get("usage")
+    if usage:
+        entry["response"] = {"usage": usage}
+    return entry
+
+
+async def write_aggregate_metrics(
+    agent_url: str, agent_name: str | None, output: Path, timeout_s: float
+) -> Path | None:
+    """Ask the agent's ``/aggregate_metrics`` about the output's rows, as NeMo Gym's collector
+    does at the end of a collection; write its answer beside the output.
+
+    An agent without the endpoint (a plain ``/run`` server) is not an error: one warning line.
+    """
+    rows = [_for_aggregation(row) for _, row in iter_jsonl(output)]
+    url = f"{agent_url.rstrip('/')}/aggregate_metrics"
+    try:
+        async with httpx.AsyncClient(timeout=timeout_s) as client:
+            reply = await client.post(url, json={"verify_responses": rows})
+    except httpx.HTTPError as error:
+        print(f"warning: {url}: {type(error).__name__}; no aggregate metrics", file=sys.stderr)
+        return None
+    if reply.status_code != 200:
+        print(
+            f"warning: {url} answered {reply.status_code}; no aggregate metrics "
+            "(+disable_aggregation=true skips the call)",
+            file=sys.stderr,
+        )
+        return None
+    answer = reply.json()
+    entry = {
+        AGENT_REF_KEY: {"name": agent_name or agent_url},
+        **{
+            key: answer.get(key, {})
+            for key in ("agent_metrics", "key_metrics", "group_level_metrics")
+        },
+    }
+    path = aggregate_metrics_path_for(output)
+    with atomic_output(path) as handle:
+        handle.write(orjson.dumps([entry], option=orjson.OPT_INDENT_2))
+    return path
 
 
 def _mean_reward_of(path: Path) -> float:

@@ -256,7 +256,27 @@ class CollectSettings(StrictModel):
     )
     seed: int = Field(default=0, description="run seed; each rollout's seed derives from it")
     head_url: str | None = Field(
-        default=None, description="head server of a running stack (None: the config's head_server)"
+        default=None,
+        pattern=r"^https?://[^\s/]+/?$",
+        description="head server of a running stack, rollsweep's or NeMo Gym's (as a URL)",
+    )
+    head_server: HeadServerConfig | None = Field(
+        default=None,
+        description="the same as NeMo Gym's flags: +head_server.host=H +head_server.port=P",
+    )
+    disable_aggregation: bool = Field(
+        default=False, description="skip the agent's /aggregate_metrics at the end (NeMo Gym's)"
+    )
+    num_repeats_add_seed: bool | None = Field(
+        default=None,
+        description="NeMo Gym's flag; rollsweep always sends each rollout a seed (in "
+        "metadata.extra_body), so true changes nothing and false sends none",
+    )
+    resume_from_cache: bool | None = Field(
+        default=None, description="NeMo Gym's name for +resume (None: +resume decides)"
+    )
+    upload_rollouts_to_wandb: bool | None = Field(
+        default=None, description="NeMo Gym's flag; accepted and ignored (no W&B here)"
     )
     config_paths: list[str] | None = Field(
         default=None, description="stack config files (None: config/servers.yaml)"
@@ -288,7 +308,25 @@ class CollectSettings(StrictModel):
     def _one_target(self) -> CollectSettings:
         if self.agent_name is None and self.agent_url is None:
             raise ValueError("give +agent_name=NAME (an agent of the config) or +agent_url=URL")
+        if self.head_url is not None and self.head_server is not None:
+            raise ValueError(
+                "give the head as +head_url=URL or as +head_server.host/port, not both"
+            )
+        if self.resume_from_cache is not None:
+            self.resume = self.resume_from_cache
         return self
+
+    @property
+    def sends_seeds(self) -> bool:
+        """Whether each request carries its rollout's seed (all but num_repeats_add_seed=false)."""
+        return self.num_repeats_add_seed is not False
+
+    @property
+    def given_head_url(self) -> str | None:
+        """The head named on the command line (+head_url or +head_server.*), if any."""
+        if self.head_server is not None:
+            return f"http://{self.head_server.host}:{self.head_server.port}"
+        return self.head_url.rstrip("/") if self.head_url else None
 
 
 # --------------------------------------------------------------------------- overrides

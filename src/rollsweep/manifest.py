@@ -212,7 +212,7 @@ def build_manifest(
     Relative paths in the config are read relative to ``workdir`` (default: the current one).
     """
     from rollsweep.config import load_stack_config
-    from rollsweep.pipeline import load_pipeline_config
+    from rollsweep.pipeline import load_pipeline_config, served_by
 
     workdir = Path(workdir or os.getcwd()).resolve()
     workflow_dir = Path(workflow_dir).resolve() if workflow_dir is not None else None
@@ -222,7 +222,8 @@ def build_manifest(
             raise UsageError(f"experiment {experiment!r} is not in the config")
         chosen = pipeline.experiments[experiment]
         stack = load_stack_config(pipeline.stack_config)
-        agents = _agents(chosen)
+        external = served_by(pipeline, chosen)
+        agents = [] if external else _agents(chosen)
         models = sorted({stack.agents[a].model_server for a in agents})
         resources = sorted({stack.agents[a].resources_server for a in agents})
 
@@ -273,6 +274,7 @@ def build_manifest(
                 },
             },
             "models": {m: model_identity(stack.model_servers[m]) for m in models},
+            "servers": served_identity(external, _agents(chosen)) if external else None,
             "packages": package_versions(),
             "python": platform.python_version(),
             "git": git_state(workflow_dir) if workflow_dir is not None else None,
@@ -280,6 +282,50 @@ def build_manifest(
     if workflow_dir is not None:
         manifest["invocation"]["workflow_dir"] = str(workflow_dir)
     return manifest
+
+
+#: Config keys whose values are secrets: never written into a manifest.
+_SECRET_WORDS = ("api_key", "token", "secret", "password")
+
+
+def _redacted(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {
+            key: "[redacted]"
+            if any(word in str(key).lower() for word in _SECRET_WORDS)
+            else _redacted(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_redacted(item) for item in value]
+    return value
+
+
+def served_identity(external: dict[str, str], agents: list[str]) -> dict[str, Any]:
+    """What a running head (or agent) reports about the servers an experiment used: the
+    head's URL and its config-dict entries for the agents and the servers they name, secrets
+    redacted. An agent given by URL reports nothing but its URL."""
+    from rollsweep.servers.stack import discover
+
+    if "agent_url" in external:
+        return {"agent_url": external["agent_url"]}
+    head = external["head_url"].rstrip("/")
+    served = discover(head, timeout_s=10.0)
+    if served is None:
+        return {"head_url": head, "reachable": False}
+    entries = {name: served.get(name) for name in agents}
+    named = set()
+    for entry in entries.values():
+        for server in (entry or {}).values():
+            for settings in (server or {}).values() if isinstance(server, dict) else []:
+                for ref in (settings or {}).values() if isinstance(settings, dict) else []:
+                    if isinstance(ref, dict) and isinstance(ref.get("name"), str):
+                        named.add(ref["name"])
+    return {
+        "head_url": head,
+        "agents": _redacted(entries),
+        "servers": _redacted({name: served.get(name) for name in sorted(named)}),
+    }
 
 
 def executor_name(workflow: Any) -> str | None:

@@ -28,6 +28,7 @@ from rollsweep.rows import SamplingParams, describe_validation_error
 
 #: Grid keys other than ``responses_create_params.*`` that a configuration may vary.
 AGENT_KEYS = ("agent_name",)
+HEAD_URL_PATTERN = r"^https?://[^\s/]+/?$"
 Scalar = str | int | float | bool
 
 
@@ -56,6 +57,18 @@ class ExperimentConfig(StrictModel):
     #: a verifier (bundled name or .py file) to re-score this experiment's frozen rollouts with
     rescore_with: str | None = None
     seed: int | None = None
+    #: a running head server (NeMo Gym's or rollsweep's ng_run) whose agents this experiment uses
+    head_url: str | None = Field(default=None, pattern=HEAD_URL_PATTERN)
+    #: or one agent server (NeMo Gym's /run contract) by URL
+    agent_url: str | None = Field(default=None, pattern=HEAD_URL_PATTERN)
+
+    @model_validator(mode="after")
+    def _one_external_target(self) -> ExperimentConfig:
+        if self.head_url is not None and self.agent_url is not None:
+            raise ValueError("give head_url or agent_url, not both")
+        if self.agent_url is not None and "agent_name" in self.grid:
+            raise ValueError("an agent_url experiment cannot sweep agent_name (use head_url)")
+        return self
 
     @field_validator("grid")
     @classmethod
@@ -88,6 +101,8 @@ class PipelineConfig(StrictModel):
     start_servers: bool = True
     results_dir: str = "results"
     seed: int = 0
+    #: a running head server (NeMo Gym's or rollsweep's) for every experiment without its own
+    head_url: str | None = Field(default=None, pattern=HEAD_URL_PATTERN)
     stats: StatsSettings = StatsSettings()
     experiments: dict[str, ExperimentConfig]
 
@@ -130,6 +145,8 @@ def load_pipeline_config(data: dict[str, Any], *, source: str = "config") -> Pip
     stack = load_stack_config(pipeline.stack_config)
     for name, experiment in pipeline.experiments.items():
         agents = [experiment.agent_name, *experiment.grid.get("agent_name", [])]
+        if served_by(pipeline, experiment):
+            agents = []  # checked against the head (or agent) when its shards run
         for agent in agents:
             if agent not in stack.agents:
                 known = ", ".join(sorted(stack.agents))
@@ -237,7 +254,10 @@ def collect_command(
     for key, value in experiment.responses_create_params.model_dump(exclude_none=True).items():
         settings[f"responses_create_params.{key}"] = value
     settings |= configuration.values
-    settings["config_paths"] = "[" + ",".join(pipeline.stack_config) + "]"
+    settings |= served_by(pipeline, experiment) or {
+        "config_paths": "[" + ",".join(pipeline.stack_config) + "]"
+    }
+    settings["disable_aggregation"] = True  # the pipeline's own aggregate rules do that
     settings["progress"] = False
     args = [f"+{key}={_cli_value(value)}" for key, value in settings.items()]
     return shlex.join(["ng_collect_rollouts", *args])
@@ -326,10 +346,21 @@ def aggregate_experiment(
     return written
 
 
+def served_by(pipeline: PipelineConfig, experiment: ExperimentConfig) -> dict[str, str]:
+    """Where an experiment's agents already run: ``{"agent_url": ...}`` or ``{"head_url": ...}``
+    (the experiment's own, else the pipeline's head), or {} for the local stack's agents."""
+    if experiment.agent_url is not None:
+        return {"agent_url": experiment.agent_url}
+    head = experiment.head_url or pipeline.head_url
+    return {"head_url": head} if head is not None else {}
+
+
 def agents_used(pipeline: PipelineConfig) -> list[str]:
-    """Every agent that some experiment (or grid) of the pipeline runs."""
+    """Every local-stack agent that some experiment (or grid) of the pipeline runs."""
     names: set[str] = set()
     for experiment in pipeline.experiments.values():
+        if served_by(pipeline, experiment):
+            continue
         names.add(experiment.agent_name)
         names.update(str(agent) for agent in experiment.grid.get("agent_name", []))
     return sorted(names)
@@ -343,6 +374,8 @@ def start_workflow_servers(pipeline: PipelineConfig) -> Any:
 
     from rollsweep.servers.stack import HEAD_URL_ENV, BackgroundStack, Stack
 
+    if not agents_used(pipeline):
+        return None  # every experiment uses servers that already run
     stack = Stack(load_stack_config(pipeline.stack_config), agents=agents_used(pipeline))
     servers = BackgroundStack(stack)
     head_url = servers.start()

@@ -6,7 +6,9 @@ seed session -> model, then tool calls and model again, up to ``max_steps`` -> v
 from __future__ import annotations
 
 import json
+import statistics
 import time
+from collections import defaultdict
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -14,6 +16,7 @@ import httpx
 from fastapi import FastAPI, HTTPException, Request
 from pydantic import BaseModel, Field
 
+from rollsweep.protocol import TASK_INDEX_KEY, rollout_seed, with_seed
 from rollsweep.servers.conversion import output_text
 
 
@@ -58,8 +61,12 @@ async def _post(client: httpx.AsyncClient, url: str, payload: dict, **kwargs: An
 async def run_rollout(
     client: httpx.AsyncClient, runtime: AgentRuntime, task: dict[str, Any]
 ) -> dict[str, Any]:
-    """One rollout: the task's fields plus reward, output, response, metrics and verification."""
-    params = dict(task["responses_create_params"])
+    """One rollout: the task's fields plus reward, output, response, metrics and verification.
+
+    The model sees the request's seed, or (a request without one, as NeMo Gym's collector sends
+    by default) a seed derived from the task and repeat indices, so repeats differ.
+    """
+    params = with_seed(dict(task["responses_create_params"]), rollout_seed(task))
     session = await _post(client, f"{runtime.resources_url}/seed_session", task)
     session_id = session.get("session_id")
     headers = {"X-Session-Id": session_id} if session_id else {}
@@ -135,6 +142,40 @@ async def run_rollout(
     }
 
 
+def _summary(values: list[float], prefix: str = "") -> dict[str, float]:
+    return {
+        f"{prefix}mean/reward": statistics.fmean(values),
+        f"{prefix}max/reward": max(values),
+        f"{prefix}min/reward": min(values),
+        f"{prefix}median/reward": statistics.median(values),
+        f"{prefix}std/reward": statistics.pstdev(values),
+    }
+
+
+def aggregate_metrics(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """NeMo Gym's ``/aggregate_metrics`` answer for a collection's rows: reward statistics per
+    task (``group_level_metrics``) and over all rows (``agent_metrics``, ``key_metrics``)."""
+    by_task: dict[int, list[float]] = defaultdict(list)
+    for row in rows:
+        reward = row.get("reward")
+        if isinstance(reward, int | float) and not isinstance(reward, bool):
+            by_task[int(row.get(TASK_INDEX_KEY) or 0)].append(float(reward))
+    rewards = [reward for values in by_task.values() for reward in values]
+    if not rewards:
+        return {"agent_metrics": {}, "key_metrics": {}, "group_level_metrics": []}
+    agent_metrics: dict[str, Any] = {
+        **_summary(rewards),
+        "n_rollouts": len(rewards),
+        "n_tasks": len(by_task),
+    }
+    groups = [{TASK_INDEX_KEY: index, **_summary(by_task[index])} for index in sorted(by_task)]
+    return {
+        "agent_metrics": agent_metrics,
+        "key_metrics": {"mean/reward": agent_metrics["mean/reward"]},
+        "group_level_metrics": groups,
+    }
+
+
 def create_agent_app(runtime: AgentRuntime) -> FastAPI:
     """A FastAPI app for one agent."""
     state: dict[str, httpx.AsyncClient] = {}
@@ -154,6 +195,14 @@ def create_agent_app(runtime: AgentRuntime) -> FastAPI:
     @app.get("/health")
     async def health() -> dict[str, Any]:
         return {"status": "ok", "agent": runtime.name}
+
+    @app.post("/aggregate_metrics")
+    async def aggregate(request: Request) -> dict[str, Any]:
+        body = await request.json()
+        rows = body.get("verify_responses") if isinstance(body, dict) else None
+        if not isinstance(rows, list):
+            raise HTTPException(status_code=422, detail="expected {'verify_responses': [rows]}")
+        return aggregate_metrics([row for row in rows if isinstance(row, dict)])
 
     @app.post("/run")
     async def run(request: Request) -> dict[str, Any]:

@@ -57,6 +57,7 @@ __all__ = [
     "chat_request_to_responses",
     "chat_response_to_responses",
     "convert_chat_request",
+    "complete_response",
     "convert_responses_request",
     "output_text",
     "parse_text_tool_calls",
@@ -589,6 +590,25 @@ def chat_response_to_responses(
     if request.get("seed") is not None:
         response["seed"] = request["seed"]  # not a Responses field, but our sampling parameter
     return response
+
+
+def complete_response(response: dict[str, Any], request: dict[str, Any]) -> dict[str, Any]:
+    """A Responses object with every field the OpenAI schema requires, taken from the request
+    where the backend left them out (NeMo Gym's openai_model validates against that schema)."""
+    done = dict(response)
+    done.setdefault("object", "response")
+    done.setdefault("created_at", int(time.time()))
+    done.setdefault("output", [])
+    done.setdefault("parallel_tool_calls", request.get("parallel_tool_calls", True))
+    done.setdefault("tool_choice", request.get("tool_choice", "auto"))
+    done.setdefault("tools", list(request.get("tools") or []))
+    usage = done.get("usage")
+    if isinstance(usage, dict):
+        usage = dict(usage)
+        usage.setdefault("input_tokens_details", {"cached_tokens": 0, "cache_write_tokens": 0})
+        usage.setdefault("output_tokens_details", {"reasoning_tokens": 0})
+        done["usage"] = usage
+    return done
 
 
 # ---------------------------------------------------------------------------------------------

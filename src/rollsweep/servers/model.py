@@ -11,9 +11,14 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 
 from rollsweep.config import ModelServerConfig
+from rollsweep.protocol import request_seed
 from rollsweep.servers.backends import UpstreamError, create_backend
 from rollsweep.servers.backends.simulated import InjectedFault
-from rollsweep.servers.conversion import chat_request_to_responses, responses_response_to_chat
+from rollsweep.servers.conversion import (
+    chat_request_to_responses,
+    complete_response,
+    responses_response_to_chat,
+)
 
 
 class _RawSendApp(FastAPI):
@@ -85,8 +90,12 @@ def create_model_app(config: ModelServerConfig) -> FastAPI:
 
     async def respond(body: dict[str, Any]) -> dict[str, Any]:
         counters["requests"] += 1
+        # NeMo Gym sends the seed inside metadata.extra_body; the backends read it at the top.
+        seed = request_seed(body)
+        if seed is not None:
+            body = {**body, "seed": seed}
         try:
-            answer = await backend.respond(body)
+            answer = complete_response(await backend.respond(body), body)
         except UpstreamError as error:
             detail = _redact(error.detail, secrets)
             raise HTTPException(status_code=error.status_code, detail=detail) from None

@@ -21,6 +21,12 @@ import httpx
 
 from rollsweep.config import StackConfig
 from rollsweep.errors import ServerUnavailable
+from rollsweep.protocol import (
+    HEAD_SERVER_KEY,
+    decode_config_dict,
+    encode_config_dict,
+    server_entry,
+)
 
 START_TIMEOUT_S = 120.0
 #: Where a workflow tells its collection jobs about the head server it started.
@@ -205,24 +211,52 @@ class Stack:
 
 
 def discover(head_url: str, timeout_s: float = 0.5) -> dict[str, Any] | None:
-    """The servers that an ``ng_run`` head server reports, or None when nothing answers."""
+    """The config dict a head server reports (rollsweep's ``ng_run`` or NeMo Gym's), read from
+    ``GET /global_config_dict_yaml``; None when nothing answers there."""
     try:
-        reply = httpx.get(f"{head_url}/global_config", timeout=timeout_s)
+        reply = httpx.get(f"{head_url.rstrip('/')}/global_config_dict_yaml", timeout=timeout_s)
     except httpx.HTTPError:
         return None
     if reply.status_code != 200:
         return None
     try:
-        return reply.json()
+        return decode_config_dict(reply.text)
     except ValueError:
         return None
 
 
-def create_head_app(stack: Stack) -> Any:
-    """The head server: ``/global_config`` lists the URLs of the stack's servers."""
+def config_dict(stack: Stack, head_url: str) -> dict[str, Any]:
+    """The stack as NeMo Gym's head describes its servers, so NeMo Gym's collector finds them:
+    ``head_server``, then ``<name>: {<kind section>: {<type>: {host, port, ...}}}``."""
+    head = httpx.URL(head_url)
+    described: dict[str, Any] = {HEAD_SERVER_KEY: {"host": head.host, "port": head.port}}
+    config = stack.config
+    for key, server in stack.servers.items():
+        kind, name = key.split(":", 1)
+        settings: dict[str, Any] = {}
+        if kind == "agent":
+            agent = config.agents[name]
+            settings = {
+                "model_server": {"type": "responses_api_models", "name": agent.model_server},
+                "resources_server": {"type": "resources_servers", "name": agent.resources_server},
+                "max_steps": agent.max_steps,
+            }
+        elif kind == "model":
+            settings = {"backend": config.model_servers[name].backend}
+        else:
+            settings = {"verifier": config.resources_servers[name].verifier}
+        entry_name = name if name not in described else f"{name}_{kind}"
+        described[entry_name] = server_entry(kind, f"rollsweep_{kind}", server.url, **settings)
+    return described
+
+
+def create_head_app(stack: Stack, head_url: str) -> Any:
+    """The head server: ``/global_config_dict_yaml`` as NeMo Gym's head answers it (YAML text
+    in a JSON string), and ``/global_config`` with the servers' URLs by kind."""
     from fastapi import FastAPI
 
     head = FastAPI(title="rollsweep head server")
+    head.get("/global_config_dict_yaml")(lambda: encode_config_dict(config_dict(stack, head_url)))
     head.get("/global_config")(stack.urls)
     head.get("/health")(lambda: {"status": "ok"})
     return head
@@ -243,7 +277,8 @@ class BackgroundStack:
         self.stack.start()
         sock = bind_socket(self.stack.host, 0)
         self.head_url = f"http://{self.stack.host}:{sock.getsockname()[1]}"
-        config = uvicorn.Config(create_head_app(self.stack), log_level="warning", access_log=False)
+        head = create_head_app(self.stack, self.head_url)
+        config = uvicorn.Config(head, log_level="warning", access_log=False)
         self._server = uvicorn.Server(config)
         self._server.install_signal_handlers = lambda: None  # the main thread owns signals
         self._thread = threading.Thread(

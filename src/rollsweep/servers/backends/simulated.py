@@ -7,7 +7,10 @@ For a request at temperature T the chance of a right answer is
 where ``offset(task)`` is a fixed per-prompt shift, uniform in [-task_spread, task_spread], so
 that tasks differ in difficulty while the mean over many tasks follows the curve. The right
 answer comes from the request's ``metadata.expected_answer`` (the agent adds it for simulated
-model servers only). Every draw is a pure function of (seed, prompt): reruns are identical.
+model servers only). A request without it (another agent's, NeMo Gym's ``simple_agent``) gets a
+guess: one of the option letters the prompt lists (``A: ...``, ``B) ...``), drawn by the seed, or
+"I am not sure." when it lists none. Every draw is a pure function of (seed, prompt): reruns are
+identical.
 
 Fault injection (``faults:``, off by default): each request draws at most one of 500, 429 with
 ``Retry-After``, a hang, a dropped connection or a slow answer. The backend sleeps for hangs and
@@ -20,12 +23,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import random
+import re
 import time
 from collections import Counter
 from typing import Any
 
 from rollsweep.config import FaultSettings, SimulatedSettings
 
+#: An option line of a multiple-choice prompt: "A: text", "B) text", "C. text".
+_OPTION_LINE = re.compile(r"^\s*\(?([A-J])[:).]\s", re.MULTILINE)
 #: The fault kinds, in the order their rates are laid out on the unit interval.
 FAULT_KINDS = ("error_500", "error_429", "hang", "drop_connection", "slow")
 
@@ -117,7 +123,10 @@ class SimulatedBackend:
         rng = random.Random(_stable_unit("draw", seed, prompt))
         expected = (body.get("metadata") or {}).get("expected_answer")
         if expected is None:
-            return "I am not sure.", False
+            letters = sorted(set(_OPTION_LINE.findall(prompt.replace("\\n", "\n"))))
+            if not letters:
+                return "I am not sure.", False
+            return f"The answer is \\boxed{{{rng.choice(letters)}}}.", False
         expected = str(expected)
         correct = rng.random() < chance
         chosen = expected if correct else wrong_answer(expected, rng)
