@@ -276,7 +276,14 @@ def test_pipeline_sweeps_a_nemo_gym_environment(tmp_path, nemo_gym):
                 "num_repeats": 2,
                 "num_samples_in_parallel": 4,
                 "grid": {"responses_create_params.temperature": [0.2, 0.8]},
-            }
+            },
+            "agents": {
+                "input": str(nemo_gym.example("mcqa")),
+                "limit": 3,
+                "grid": {
+                    "agent_name": ["mcqa_simple_agent", "example_single_tool_call_simple_agent"]
+                },
+            },
         },
     }
     configfile = tmp_path / "ng.yaml"
@@ -308,3 +315,20 @@ def test_pipeline_sweeps_a_nemo_gym_environment(tmp_path, nemo_gym):
     assert manifest["servers"]["head_url"] == nemo_gym.head_url
     served = manifest["servers"]["agents"]["mcqa_simple_agent"]
     assert served["responses_api_agents"]["simple_agent"]["port"]
+    assert "policy_model" in manifest["servers"]["servers"]  # the model server the agent names
+    assert manifest["stack"]["agents"] == {}  # no local server made these rows
+    assert "dummy" not in (results / "manifest.json").read_text()  # NeMo Gym's policy_api_key
+    check = run_cli("rollsweep", "check-manifest", str(results))
+    assert check.returncode == 0, check.stdout + check.stderr
+
+    # a grid over two NeMo Gym agents: each configuration's rows come from its own agent
+    agents = tmp_path / "results" / "agents"
+    mcqa = read_rows(agents / "agent_name~mcqa_simple_agent" / "rollouts.jsonl")
+    weather = read_rows(
+        agents / "agent_name~example_single_tool_call_simple_agent" / "rollouts.jsonl"
+    )
+    assert len(mcqa) == len(weather) == 3
+    assert all("extracted_answer" in row for row in mcqa)
+    assert [row["reward"] for row in weather] == [1.0] * 3  # that environment's verify()
+    summary = pl.read_csv(agents / "summary.csv")
+    assert summary.height == 2

@@ -57,6 +57,8 @@ PACKAGES = (
 
 #: Settings that do not change what a model computes (where it is served, how long to wait).
 _NOT_IDENTITY = {"base_url", "timeout_s"}
+#: Keys of a served config dict that change from one start of the same servers to the next.
+_NOT_SERVER_IDENTITY = {"host", "port", "pid"}
 
 
 # --------------------------------------------------------------------------- facts
@@ -454,6 +456,13 @@ def compare_manifests(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
         "stack",
         _without(old.get("stack", {}), _NOT_IDENTITY),
         _without(new.get("stack", {}), _NOT_IDENTITY),
+    )
+
+    # what a running head reports about its servers; their ports change with every start
+    drift += _dict_drift(
+        "servers",
+        _without(old.get("servers") or {}, _NOT_SERVER_IDENTITY),
+        _without(new.get("servers") or {}, _NOT_SERVER_IDENTITY),
     )
 
     old_models, new_models = old.get("models", {}), new.get("models", {})
