@@ -371,6 +371,7 @@ def test_grading_mode_from_verifier_metadata_wins_as_in_nemo_gym_main() -> None:
     result = verify(nested, reply("hi, there"))
     assert result["reward"] == 0.5
     assert result["grading_mode"] == "fraction"
+    assert load_verifier("auto").verify(nested, reply("hi, there"))["reward"] == 0.5
     with pytest.raises(VerifierError, match="grading_mode must be one of"):
         verify({**TWO, "grading_mode": "partial"}, reply("hi"))
 
@@ -682,6 +683,8 @@ def test_bundled_tasks_are_well_formed_and_gradable() -> None:
             result = auto.verify(row, reply(""))
             assert result["verifier"] == row["verifier"]
             assert 0.0 <= result["reward"] <= 1.0
+            if row["verifier"] == "instruction_following":
+                assert result["reward"] == 0.0, row["instruction_id_list"]
     debug = make_task_set("debug_tasks.jsonl")
     assert [row["verifier"] for row in debug[:4]] == [
         "math",
