@@ -125,6 +125,20 @@ def test_the_deliberate_departures_are_still_departures() -> None:
         assert follows(case["id"], case["kwargs"], case["response"]) != case["nemo_gym"]
 
 
+def test_every_instruction_can_be_said_to_a_model() -> None:
+    """describe() fills its template from a row's kwargs, for every id of the corpus."""
+    from rollsweep.verifiers.instruction_following import get_instruction
+
+    seen: set[str] = set()
+    for case in load():
+        if case["id"] in seen:
+            continue
+        seen.add(case["id"])
+        sentence = get_instruction(case["id"]).describe(case["kwargs"])
+        assert sentence and "{" not in sentence, case["id"]
+    assert len(seen) == len(IFEVAL_IDS) + len(OPEN_INSTRUCT_IDS)
+
+
 def format_table(table: dict[str, dict[str, list[int]]]) -> str:
     def cell(values: list[int] | None) -> str:
         if not values or not values[1]:

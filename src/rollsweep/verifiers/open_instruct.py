@@ -201,7 +201,10 @@ def count_increment_word(text: str, keyword1: str, keyword2: str) -> bool:
 
 
 def first_word_sent(text: str, first_word: str) -> bool:
-    """Every (rule-based) sentence starts with the word, punctuation included ("Yes," != "yes")."""
+    """Every (rule-based) sentence starts with the word, punctuation included ("Yes," != "yes").
+
+    (Given as a list, the word is its first element; the reference crashes on a list here.)
+    """
     wanted = first_word.strip().lower()
     for sentence in split_into_sentences(text):
         if not sentence.strip() or sentence.split()[0].lower() != wanted:
