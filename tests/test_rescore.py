@@ -262,3 +262,57 @@ def test_rescore_never_calls_the_model(tmp_path: Path, monkeypatch: pytest.Monke
     rows = read(tmp_path / "rescored.jsonl")
     assert all(row["verification"]["version"] == 2 for row in rows)
     assert [r["reward"] for r in read(rollouts)] == [r["previous_reward"] for r in rows]
+
+
+# --------------------------------------------------------------------------- NeMo Gym's rollouts
+
+NEMO_GYM_IF = (
+    Path(__file__).parent
+    / "fixtures"
+    / "nemo_gym"
+    / "instruction_following"
+    / "example_rollouts.jsonl"
+)
+
+
+def test_nemo_gyms_instruction_following_rollouts_rescore_to_their_recorded_rewards(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """NeMo Gym 0.4.0's data/example_rollouts.jsonl, as shipped: the same rewards, row by row,
+    and the same per-instruction verdicts (its rows use ids beyond IFEval's 25)."""
+    out = tmp_path / "rescored.jsonl"
+    assert (
+        rescore_main(["--verifier", "instruction_following", str(NEMO_GYM_IF), "-o", str(out)]) == 0
+    )
+    assert "no reward changed" in capsys.readouterr().out
+    shipped, rescored = read(NEMO_GYM_IF), read(out)
+    assert len(rescored) == len(shipped) == 5
+    assert Counter(row["reward"] for row in shipped) == {0.0: 3, 1.0: 2}
+    for before, after in zip(shipped, rescored, strict=True):
+        assert after["reward"] == before["reward"]
+        verification = after["verification"]
+        assert verification["grading_mode"] == "binary"
+        assert verification["verdicts"] == "strict"
+        assert verification["follow_instruction_list"] == before["follow_instruction_list"]
+        assert verification["follow_all_instructions"] == before["follow_all_instructions"]
+
+
+def test_nemo_gym_main_rows_with_verifier_metadata_rescore_the_same(tmp_path: Path) -> None:
+    """NeMo Gym's current main keeps the verifier fields under verifier_metadata."""
+    moved = tmp_path / "main_format.jsonl"
+    fields = ("instruction_id_list", "prompt", "kwargs")
+    with moved.open("w") as handle:
+        for row in read(NEMO_GYM_IF):
+            metadata = {key: row.pop(key) for key in fields}
+            handle.write(json.dumps({**row, "verifier_metadata": metadata}) + "\n")
+    result = rescore(moved, "instruction_following", tmp_path / "out.jsonl")
+    assert result.n_rows == 5 and result.n_changed == 0
+    # fraction mode, asked for in the row, is the share of NeMo Gym's own verdicts
+    fraction = tmp_path / "fraction.jsonl"
+    with fraction.open("w") as handle:
+        for row in read(NEMO_GYM_IF):
+            handle.write(json.dumps({**row, "grading_mode": "fraction"}) + "\n")
+    rescore(fraction, "instruction_following", tmp_path / "fraction_out.jsonl")
+    for shipped, row in zip(read(NEMO_GYM_IF), read(tmp_path / "fraction_out.jsonl"), strict=True):
+        verdicts = shipped["follow_instruction_list"]
+        assert row["reward"] == pytest.approx(sum(verdicts) / len(verdicts))

@@ -18,7 +18,12 @@ from rollsweep.verifiers import (
     load_verifier,
     normalize_result,
 )
-from rollsweep.verifiers.instruction_following import INSTRUCTIONS, check_instruction
+from rollsweep.verifiers.instruction_following import (
+    IFEVAL_IDS,
+    INSTRUCTIONS,
+    OPEN_INSTRUCT_IDS,
+    check_instruction,
+)
 from rollsweep.verifiers.tool_use import get_weather, weather_for
 
 REPO = Path(__file__).resolve().parents[1]
@@ -311,8 +316,11 @@ IF_CASES: list[tuple[str, dict | None, str, str]] = [
 
 
 def test_all_25_ifeval_instructions_are_covered() -> None:
-    assert len(INSTRUCTIONS) == 25
-    assert {case[0] for case in IF_CASES} == set(INSTRUCTIONS)
+    assert len(IFEVAL_IDS) == 25
+    assert {case[0] for case in IF_CASES} == set(IFEVAL_IDS)
+    # and NeMo Gym's environment's (verifiable-instructions' registry) besides
+    assert len(OPEN_INSTRUCT_IDS) == 29
+    assert set(INSTRUCTIONS) == set(IFEVAL_IDS) | set(OPEN_INSTRUCT_IDS)
 
 
 @pytest.mark.parametrize(("iid", "kwargs", "good", "bad"), IF_CASES, ids=[c[0] for c in IF_CASES])
@@ -321,19 +329,151 @@ def test_instruction_checks(iid: str, kwargs: dict | None, good: str, bad: str) 
     assert check_instruction(iid, kwargs, bad) is False
 
 
-def test_instruction_following_partial_credit() -> None:
-    task = {
-        "prompt": "Say hi.",
-        "instruction_id_list": ["punctuation:no_comma", "change_case:english_lowercase"],
-        "kwargs": [None, {}],
-    }
+TWO = {
+    "prompt": "Say hi.",
+    "instruction_id_list": ["punctuation:no_comma", "change_case:english_lowercase"],
+    "kwargs": [None, {}],
+}
+
+
+def test_instruction_following_is_binary_by_default_as_nemo_gym() -> None:
     verify = load_verifier("instruction_following").verify
-    assert verify(task, reply("hi there"))["reward"] == 1.0
-    half = verify(task, reply("hi, there"))
-    assert half["reward"] == 0.5
+    assert verify(TWO, reply("hi there"))["reward"] == 1.0
+    half = verify(TWO, reply("hi, there"))
+    assert half["reward"] == 0.0
+    assert half["grading_mode"] == "binary"
+    assert half["verdicts"] == "strict"
     assert half["follow_instruction_list"] == [False, True]
+    assert half["strict_follow_instruction_list"] == [False, True]
     assert half["follow_all_instructions"] is False
+    assert half["instruction_id_list"] == TWO["instruction_id_list"]
+
+
+def test_instruction_following_fraction_mode_gives_partial_credit() -> None:
+    verify = load_verifier("instruction_following").verify
+    task = {**TWO, "grading_mode": "fraction"}
+    assert verify(task, reply("hi, there"))["reward"] == 0.5
     assert verify(task, reply("Hi, there"))["reward"] == 0.0
+    assert verify(task, reply("hi there"))["reward"] == 1.0
+
+
+def test_grading_mode_from_verifier_metadata_wins_as_in_nemo_gym_main() -> None:
+    verify = load_verifier("instruction_following").verify
+    nested = {
+        "verifier_metadata": {
+            "instruction_id_list": TWO["instruction_id_list"],
+            "kwargs": TWO["kwargs"],
+            "prompt": "Say hi.",
+            "grading_mode": "fraction",
+        },
+        "grading_mode": "binary",  # a stale top-level field loses
+    }
+    result = verify(nested, reply("hi, there"))
+    assert result["reward"] == 0.5
+    assert result["grading_mode"] == "fraction"
+    assert load_verifier("auto").verify(nested, reply("hi, there"))["reward"] == 0.5
+    with pytest.raises(VerifierError, match="grading_mode must be one of"):
+        verify({**TWO, "grading_mode": "partial"}, reply("hi"))
+
+
+def test_loose_verdicts_forgive_a_preamble_line_and_markdown() -> None:
+    verify = load_verifier("instruction_following").verify
+    task = {"instruction_id_list": ["detectable_format:json_format"], "kwargs": [None]}
+    answer = 'Sure, here it is:\n{"a": 1}'
+    strict = verify(task, reply(answer))
+    assert strict["reward"] == 0.0
+    assert strict["strict_follow_instruction_list"] == [False]
+    assert strict["loose_follow_instruction_list"] == [True]
+    loose = verify({**task, "verdicts": "loose"}, reply(answer))
+    assert loose["reward"] == 1.0
+    assert loose["verdicts"] == "loose"
+    assert loose["follow_instruction_list"] == [True]
+
+
+@pytest.mark.parametrize("answer", ["", "   ", "\n\t \n"])
+@pytest.mark.parametrize("mode", ["binary", "fraction"])
+@pytest.mark.parametrize("verdicts", ["strict", "loose"])
+def test_an_empty_answer_scores_zero(answer: str, mode: str, verdicts: str) -> None:
+    # every instruction that an empty text trivially "follows"
+    ids = [
+        "punctuation:no_comma",
+        "keywords:forbidden_words",
+        "change_case:english_lowercase",
+        "language:response_language",
+        "length_constraints:number_words",
+        "punctuation:punctuation_dot",
+        "first_word:first_word_sent",
+        "count:lowercase_counting",
+    ]
+    kwargs = [
+        None,
+        {"forbidden_words": ["x"]},
+        None,
+        {"language": "en"},
+        {"num_words": 5, "relation": "less than"},
+        None,
+        {"first_word": "yes"},
+        {"N": 3},
+    ]
+    task = {"instruction_id_list": ids, "kwargs": kwargs, "grading_mode": mode}
+    result = load_verifier("instruction_following").verify(
+        {**task, "verdicts": verdicts}, reply(answer)
+    )
+    assert result["reward"] == 0.0
+    assert result["strict_follow_instruction_list"] == [False] * len(ids)
+    assert result["loose_follow_instruction_list"] == [False] * len(ids)
+
+
+def test_ifeval_tokenization_traps() -> None:
+    sentences = "length_constraints:number_sentences"
+    two = {"num_sentences": 2, "relation": "at least"}
+    three = {"num_sentences": 3, "relation": "at least"}
+    # as IFEval counts (nltk's Punkt, English): "U.S." before a capital does not end a sentence,
+    # "e.g." does (Punkt does not know it), and "Wait..." before "What?" does not
+    assert check_instruction(sentences, two, "The U.S. is big. It has states.")
+    assert not check_instruction(sentences, three, "The U.S. is big. It has states.")
+    assert check_instruction(sentences, two, "Fruit, e.g. apples, is good.")
+    assert not check_instruction(sentences, three, "Wait... What? Yes.")
+    assert check_instruction(sentences, two, "Wait... What? Yes.")
+    # nltk words: "U.S." is one upper-case word, "NASA's" is "NASA" + "'s"
+    caps = {"capital_frequency": 2, "capital_relation": "at least"}
+    assert check_instruction("change_case:capital_word_frequency", caps, "The U.S. and NASA's.")
+    assert not check_instruction("change_case:capital_word_frequency", caps, "The U.S. and Nasa.")
+
+
+def test_keyword_arguments_are_stripped_where_ifeval_strips_them() -> None:
+    freq = {"keyword": " cat ", "frequency": 2, "relation": "at least"}
+    assert check_instruction("keywords:frequency", freq, "cat, category")
+    sections = {"section_spliter": " Section ", "num_sections": 2}
+    assert check_instruction(
+        "detectable_format:multiple_sections", sections, "Section 1 a Section 2 b"
+    )
+    assert check_instruction("startend:end_checker", {"end_phrase": " Bye. "}, "Hi. Bye.")
+    # IFEval does not strip these: a keyword with spaces must match with its spaces
+    assert not check_instruction("keywords:existence", {"keywords": [" space "]}, "spacecraft")
+
+
+def test_a_keyword_that_is_not_a_regular_expression_is_matched_literally() -> None:
+    # IFEval passes keywords to re unescaped (and crashes on this one); we match it literally
+    assert check_instruction("keywords:existence", {"keywords": ["a(b"]}, "see a(b here")
+    assert not check_instruction("keywords:existence", {"keywords": ["a(b"]}, "see ab here")
+
+
+def test_nemo_gyms_extra_instruction_ids_run() -> None:
+    verify = load_verifier("instruction_following").verify
+    task = {
+        "instruction_id_list": [
+            "count:lowercase_counting",
+            "last_word:last_word_answer",
+            "letters:letter_counting",
+            "paragraphs:paragraphs",
+        ],
+        "kwargs": [{"N": 3}, {"last_word": "end"}, {"N": 10, "relation": "at least"}, {}],
+    }
+    result = verify(task, reply("ONE TWO three.\n***\nTHE end."))
+    assert result["strict_follow_instruction_list"] == [True, True, True, True]
+    assert result["reward"] == 1.0
+    assert verify(task, reply("one two three four.\n***\nTHE end."))["reward"] == 0.0
 
 
 def test_instruction_kwargs_with_nulls_of_other_instructions_are_ignored() -> None:
@@ -350,9 +490,17 @@ def test_unknown_instruction_id_and_bad_kwargs() -> None:
         check_instruction(
             "length_constraints:number_words", {"num_words": 2, "relation": "about"}, "a"
         )
+    with pytest.raises(VerifierError, match="n must be at least 1"):
+        check_instruction(
+            "keywords:keyword_specific_position", {"keyword": "a", "n": 0, "m": 1}, "a"
+        )
     task = {"instruction_id_list": ["punctuation:no_comma"], "kwargs": [{}, {}]}
     with pytest.raises(VerifierError, match="one entry per instruction"):
         load_verifier("instruction_following").verify(task, reply("x"))
+    with pytest.raises(VerifierError, match="nothing to grade"):
+        load_verifier("instruction_following").verify(
+            {"instruction_id_list": [], "kwargs": []}, reply("x")
+        )
 
 
 # --------------------------------------------------------------------------- tool use
@@ -535,6 +683,8 @@ def test_bundled_tasks_are_well_formed_and_gradable() -> None:
             result = auto.verify(row, reply(""))
             assert result["verifier"] == row["verifier"]
             assert 0.0 <= result["reward"] <= 1.0
+            if row["verifier"] == "instruction_following":
+                assert result["reward"] == 0.0, row["instruction_id_list"]
     debug = make_task_set("debug_tasks.jsonl")
     assert [row["verifier"] for row in debug[:4]] == [
         "math",

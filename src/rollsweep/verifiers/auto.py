@@ -1,9 +1,10 @@
 """``auto``: choose the bundled verifier for each row from the fields it has.
 
-In order: a ``verifier`` field naming a bundled verifier; ``instruction_id_list`` ->
-instruction_following; ``options`` -> mcqa; a ``get_weather`` tool in
-``responses_create_params.tools`` -> tool_use; ``expected_answer`` -> math. A row with none of
-these is a VerifierError naming the fields looked for. Its tools are all the bundled tools.
+In order: a ``verifier`` field naming a bundled verifier; ``instruction_id_list`` (at the top
+or in ``verifier_metadata``) -> instruction_following; ``options`` -> mcqa; a ``get_weather``
+tool in ``responses_create_params.tools`` -> tool_use; ``expected_answer`` -> math. A row with
+none of these is a VerifierError naming the fields looked for. Its tools are all the bundled
+tools.
 """
 
 from __future__ import annotations
@@ -47,7 +48,10 @@ def choose(task: dict[str, Any]) -> Verifier:
                 f"the row's 'verifier' field is {named!r}; expected one of {', '.join(DISPATCHED)}"
             )
         return DISPATCHED[named]
-    if "instruction_id_list" in task:
+    metadata = task.get("verifier_metadata")  # NeMo Gym's current rows keep the fields there
+    if "instruction_id_list" in task or (
+        isinstance(metadata, dict) and "instruction_id_list" in metadata
+    ):
         return instruction_following.VERIFIER
     if "options" in task:
         return mcqa.VERIFIER

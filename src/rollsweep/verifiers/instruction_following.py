@@ -1,27 +1,48 @@
-"""``instruction_following``: IFEval-style checks of verifiable instructions.
+"""``instruction_following``: IFEval's instructions and NeMo Gym's extra ones, graded as NeMo Gym.
 
-Task fields (NeMo Gym's ``instruction_following`` environment, Google's IFEval format):
+References:
+
+- **What each instruction means**: Google's IFEval (``instructions.py`` as packaged in lm-eval,
+  ``lm_eval/tasks/ifeval``) for its 25 ids; NeMo Gym's ``verifiable-instructions`` package
+  (open-instruct's constraints) for the 29 ids NeMo Gym's environment adds, such as
+  ``count:lowercase_counting`` or ``last_word:last_word_answer`` (see ``open_instruct.py``). Our
+  own code, agreeing with both on the recorded cases in ``tests/fixtures/ifeval/``. Sentences
+  and words are nltk's, as in IFEval (``ifeval_text.py``).
+- **Verdicts**: IFEval's. *strict*: the answer is not empty (or whitespace only) and follows the
+  instruction. *loose*: so does one of eight variants of the answer: itself, without its first
+  line, without its last line, without both, and each of those four with every ``*`` removed.
+- **Reward**: NeMo Gym's ``instruction_following`` server. ``grading_mode`` ``binary`` (the
+  default): 1.0 when every instruction is followed, else 0.0; ``fraction``: the share followed.
+  The reward uses the strict verdicts, as NeMo Gym's does; ``verdicts: loose`` uses the loose ones.
+
+Task fields (NeMo Gym's rows, either at the top level, as in NeMo Gym 0.4.0, or inside
+``verifier_metadata``, as in NeMo Gym's current main, which wins when both are there):
 
 - ``instruction_id_list``: e.g. ``["punctuation:no_comma", "length_constraints:number_words"]``
-- ``kwargs``: one entry per id (a dict of that instruction's arguments; ``null`` or ``{}`` for
-  instructions without any). Keys whose value is null are ignored, as in IFEval's data files where
-  every row carries every key.
-- ``prompt``: the user's prompt.
+- ``kwargs``: one entry per id: that instruction's arguments (``null`` or ``{}`` when it has none).
+  Keys whose value is null, and keys the instruction does not take, are ignored (IFEval's data
+  rows carry every key). Strings are stripped where IFEval strips them.
+- ``grading_mode``: ``binary`` (default) or ``fraction``; ``verdicts``: ``strict`` (default) or
+  ``loose`` (a rollsweep field).
 
-The reward is the fraction of instructions followed (two instructions give 0.0, 0.5 or 1.0 —
-NeMo Gym's own server gives 1.0 only when all are followed; that is ``follow_all_instructions``
-here). Details: ``follow_instruction_list`` (one bool per instruction) and
-``follow_all_instructions``.
+What the row gets (``verification`` in rescored rows): ``grading_mode``, ``verdicts``,
+``instruction_id_list``, ``follow_instruction_list`` and ``follow_all_instructions`` (the verdicts
+that made the reward, NeMo Gym's names), ``strict_follow_instruction_list`` and
+``loose_follow_instruction_list``.
 
-All 25 instructions of Google's IFEval are implemented here (our own code, following the
-published semantics). Sentences and words are counted with regular expressions rather than
-nltk, so counts can differ from IFEval's by one on unusual punctuation. Language checks use the
-``langdetect`` package (seeded, so deterministic); when it cannot decide (e.g. an empty text),
-the language check passes, as in IFEval.
+Deliberate differences from the references, all on data they mishandle: an empty or
+whitespace-only answer follows no instruction under every id (IFEval's rule; NeMo Gym's server
+lets an empty answer pass e.g. ``punctuation:no_comma``); an unknown id, a missing or malformed
+argument, or an empty ``instruction_id_list`` is a VerifierError (NeMo Gym counts an unknown id as
+not followed, IFEval and open-instruct draw a random value for a missing argument); a keyword that
+is not a valid regular expression is matched literally (the references raise). The answer is
+rollsweep's ``final_text`` (the last assistant message's text parts); NeMo Gym's server reads the
+first content part of the last output item.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import threading
@@ -30,9 +51,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from rollsweep.verifiers import open_instruct as oi
 from rollsweep.verifiers.base import Verifier, VerifierError, final_text
+from rollsweep.verifiers.ifeval_text import count_sentences, count_words, word_tokenize
+from rollsweep.verifiers.open_instruct import RELATIONS, ifeval_regex
 
-RELATIONS = ("less than", "at least")
+GRADING_MODES = ("binary", "fraction")
+VERDICT_SETS = ("strict", "loose")
 
 #: Language codes IFEval's response_language instructions use, with their English names.
 LANGUAGE_NAMES = {
@@ -42,41 +67,12 @@ LANGUAGE_NAMES = {
     "gu": "Gujarati", "pa": "Punjabi", "ml": "Malayalam", "ne": "Nepali", "fa": "Persian",
     "fi": "Finnish", "sw": "Swahili", "th": "Thai", "vi": "Vietnamese", "ko": "Korean",
     "ja": "Japanese", "zh-cn": "Chinese", "bg": "Bulgarian", "pl": "Polish", "tr": "Turkish",
+    "uk": "Ukrainian", "he": "Hebrew",
 }  # fmt: skip
 
 
-# --------------------------------------------------------------------------- text helpers
-
-
-def count_words(text: str) -> int:
-    """Words as IFEval counts them: runs of letters, digits and underscores."""
-    return len(re.findall(r"\w+", text))
-
-
-_ABBREVIATIONS = re.compile(
-    r"\b(Mr|Mrs|Ms|Dr|Prof|Sr|Jr|St|vs|etc|Inc|Ltd|Co|e\.g|i\.e|a\.m|p\.m|U\.S)\.", re.I
-)
-
-
-def split_sentences(text: str) -> list[str]:
-    """Sentences: text split after ., ! or ? followed by space (abbreviations and decimals kept)."""
-    protected = _ABBREVIATIONS.sub(lambda m: m.group(0).replace(".", "<prd>"), text)
-    protected = re.sub(r"(\d)\.(\d)", r"\1<prd>\2", protected)
-    protected = re.sub(r"\b([A-Z])\.(?=\s+[A-Z])", r"\1<prd>", protected)  # initials: "J. Smith"
-    parts = re.split(r"(?<=[.!?])[\"')\]]*\s+|\n\s*\n", protected)
-    return [part.replace("<prd>", ".").strip() for part in parts if part and part.strip()]
-
-
-def count_sentences(text: str) -> int:
-    return len(split_sentences(text))
-
-
 def _compare(value: int, relation: str, threshold: int) -> bool:
-    if relation == "less than":
-        return value < threshold
-    if relation == "at least":
-        return value >= threshold
-    raise VerifierError(f"unknown relation {relation!r} (known: {', '.join(RELATIONS)})")
+    return value < threshold if relation == RELATIONS[0] else value >= threshold
 
 
 _lang_lock = threading.Lock()
@@ -84,16 +80,12 @@ _lang_lock = threading.Lock()
 
 def detect_language(text: str) -> str | None:
     """The ISO 639-1 code langdetect gives the text, or None when it cannot tell."""
-    try:
-        import langdetect
-        from langdetect import DetectorFactory
-        from langdetect.lang_detect_exception import LangDetectException
-    except ImportError:  # pragma: no cover - langdetect is a dependency
-        raise VerifierError(
-            "language checks need the 'langdetect' package: pip install langdetect"
-        ) from None
+    import langdetect
+    from langdetect import DetectorFactory
+    from langdetect.lang_detect_exception import LangDetectException
+
     with _lang_lock:  # the seeded factory is shared state
-        DetectorFactory.seed = 0
+        DetectorFactory.seed = 0  # IFEval leaves it unseeded; seeded, a verdict is repeatable
         try:
             return langdetect.detect(text)
         except LangDetectException:
@@ -101,28 +93,41 @@ def detect_language(text: str) -> str | None:
 
 
 def _is_language(text: str, language: str) -> bool:
+    """IFEval's test: langdetect says ``language``, or cannot tell (then it passes)."""
     detected = detect_language(text)
     return detected is None or detected == language
 
 
-# --------------------------------------------------------------------------- the checks
-# Each check takes the response text and the instruction's keyword arguments.
+# --------------------------------------------------------------------------- IFEval's checks
+# Each takes the response text and the instruction's arguments, and answers as IFEval's
+# ``check_following`` does.
 
 
 def _keywords_existence(text: str, keywords: Sequence[str]) -> bool:
-    return all(re.search(re.escape(k), text, re.I) for k in keywords)
+    return all(ifeval_regex(k, re.IGNORECASE).search(text) for k in keywords)
 
 
 def _keywords_frequency(text: str, keyword: str, frequency: int, relation: str) -> bool:
-    return _compare(len(re.findall(re.escape(keyword), text, re.I)), relation, frequency)
+    found = ifeval_regex(keyword.strip(), re.IGNORECASE).findall(text)
+    return _compare(len(found), relation, frequency)
 
 
 def _forbidden_words(text: str, forbidden_words: Sequence[str]) -> bool:
-    return not any(re.search(rf"\b{re.escape(w)}\b", text, re.I) for w in forbidden_words)
+    for word in forbidden_words:
+        try:
+            pattern = re.compile(rf"\b{word}\b", re.IGNORECASE)
+        except re.error:
+            pattern = re.compile(rf"\b{re.escape(word)}\b", re.IGNORECASE)
+        if pattern.search(text):
+            return False
+    return True
 
 
 def _letter_frequency(text: str, letter: str, let_frequency: int, let_relation: str) -> bool:
-    return _compare(Counter(text.lower())[letter.lower()], let_relation, let_frequency)
+    letter = letter.strip().lower()
+    if len(letter) != 1 or not "a" <= letter <= "z":
+        raise VerifierError(f"letter must be one ASCII letter, got {letter!r}")
+    return _compare(Counter(text.lower())[letter], let_relation, let_frequency)
 
 
 def _response_language(text: str, language: str) -> bool:
@@ -133,36 +138,40 @@ def _number_sentences(text: str, num_sentences: int, relation: str) -> bool:
     return _compare(count_sentences(text), relation, num_sentences)
 
 
-def _paragraphs_by_divider(text: str) -> list[str] | None:
-    """Paragraphs separated by the markdown divider ``***``; None if one inside is empty."""
-    parts = re.split(r"\s?\*\*\*\s?", text)
-    kept = []
-    for index, part in enumerate(parts):
-        if part.strip():
-            kept.append(part)
-        elif 0 < index < len(parts) - 1:
-            return None
-    return kept
-
-
 def _number_paragraphs(text: str, num_paragraphs: int) -> bool:
-    paragraphs = _paragraphs_by_divider(text)
-    return paragraphs is not None and len(paragraphs) == num_paragraphs
+    return oi._paragraphs_ok(re.split(r"\s?\*\*\*\s?", text), num_paragraphs)
 
 
 def _number_words(text: str, num_words: int, relation: str) -> bool:
     return _compare(count_words(text), relation, num_words)
 
 
+_FIRST_WORD_STOPS = frozenset(".,?!'\"")
+
+
 def _nth_paragraph_first_word(
     text: str, num_paragraphs: int, nth_paragraph: int, first_word: str
 ) -> bool:
-    paragraphs = [p.strip() for p in re.split(r"\n\n", text) if p.strip()]
-    if len(paragraphs) != num_paragraphs or not 1 <= nth_paragraph <= len(paragraphs):
+    if not 1 <= nth_paragraph <= num_paragraphs:
+        raise VerifierError(
+            f"nth_paragraph must be between 1 and num_paragraphs ({num_paragraphs}), "
+            f"got {nth_paragraph}"
+        )
+    paragraphs = text.split("\n\n")
+    # IFEval counts the non-empty paragraphs but picks the n-th of all of them, empty ones too
+    count = sum(1 for p in paragraphs if p.strip())
+    if nth_paragraph > count:
         return False
-    word = paragraphs[nth_paragraph - 1].split()[0].lstrip("'\"")
-    word = re.split(r"[.,?!'\"]", word)[0]
-    return word.lower() == first_word.strip().lower()
+    paragraph = paragraphs[nth_paragraph - 1].strip()
+    if not paragraph:
+        return False
+    word = paragraph.split()[0].lstrip("'").lstrip('"')
+    first = ""
+    for char in word:
+        if char in _FIRST_WORD_STOPS:
+            break
+        first += char.lower()
+    return count == num_paragraphs and first == first_word.lower()
 
 
 def _number_placeholders(text: str, num_placeholders: int) -> bool:
@@ -176,13 +185,13 @@ def _postscript(text: str, postscript_marker: str) -> bool:
     elif marker == "P.S.":
         pattern = r"\s*p\.\s?s\..*$"
     else:
-        pattern = r"\s*" + re.escape(marker.lower()) + r".*$"
-    return bool(re.findall(pattern, text.lower(), flags=re.M))
+        pattern = r"\s*" + marker.lower() + r".*$"
+    return bool(ifeval_regex(pattern, re.MULTILINE).findall(text.lower()))
 
 
 def _number_bullet_lists(text: str, num_bullets: int) -> bool:
-    stars = re.findall(r"^\s*\*[^\*].*$", text, flags=re.M)
-    dashes = re.findall(r"^\s*-.*$", text, flags=re.M)
+    stars = re.findall(r"^\s*\*[^\*].*$", text, flags=re.MULTILINE)
+    dashes = re.findall(r"^\s*-.*$", text, flags=re.MULTILINE)
     return len(stars) + len(dashes) == num_bullets
 
 
@@ -195,19 +204,24 @@ def _constrained_response(text: str) -> bool:
 
 def _number_highlighted_sections(text: str, num_highlights: int) -> bool:
     single = [h for h in re.findall(r"\*[^\n\*]*\*", text) if h.strip("*").strip()]
-    double = [h for h in re.findall(r"\*\*[^\n\*]*\*\*", text) if h.strip("*").strip()]
+    double = [
+        h
+        for h in re.findall(r"\*\*[^\n\*]*\*\*", text)
+        if h.removeprefix("**").removesuffix("**").strip()
+    ]
     return len(single) + len(double) >= num_highlights
 
 
 def _multiple_sections(text: str, section_spliter: str, num_sections: int) -> bool:
-    pattern = r"\s?" + re.escape(section_spliter.strip()) + r"\s?\d+\s?"
-    return len(re.split(pattern, text)) - 1 >= num_sections
+    pattern = ifeval_regex(r"\s?" + section_spliter.strip() + r"\s?\d+\s?")
+    return len(pattern.split(text)) - 1 >= num_sections
 
 
 def _json_format(text: str) -> bool:
     body = text.strip()
-    body = re.sub(r"^```(?:json|JSON|Json)?\s*", "", body)
-    body = re.sub(r"\s*```$", "", body).strip()
+    for fence in ("```json", "```Json", "```JSON", "```"):  # one after the other, as IFEval
+        body = body.removeprefix(fence)
+    body = body.removesuffix("```").strip()
     try:
         json.loads(body)
     except ValueError:
@@ -216,7 +230,8 @@ def _json_format(text: str) -> bool:
 
 
 def _title(text: str) -> bool:
-    return any(t.strip("<>").strip() for t in re.findall(r"<<[^\n]+>>", text))
+    titles = re.findall(r"<<[^\n]+>>", text)
+    return any(t.lstrip("<").rstrip(">").strip() for t in titles)
 
 
 def _two_responses(text: str) -> bool:
@@ -239,7 +254,7 @@ def _end_checker(text: str, end_phrase: str) -> bool:
 
 
 def _capital_word_frequency(text: str, capital_frequency: int, capital_relation: str) -> bool:
-    capitals = [w for w in re.findall(r"\w+", text) if w.isupper()]
+    capitals = [w for w in word_tokenize(text) if w.isupper()]
     return _compare(len(capitals), capital_relation, capital_frequency)
 
 
@@ -262,6 +277,10 @@ def _quotation(text: str) -> bool:
 
 # --------------------------------------------------------------------------- the registry
 
+#: An argument that is one word: a string, or (as open-instruct's data sometimes has) a list whose
+#: first element is the word.
+WORD = "word"
+
 
 @dataclass(frozen=True)
 class Instruction:
@@ -269,10 +288,12 @@ class Instruction:
 
     id: str
     check: Callable[..., bool]
-    #: argument name -> type (int, str or list)
-    arguments: Mapping[str, type]
+    #: argument name -> type (int, str, list, or WORD)
+    arguments: Mapping[str, Any]
     #: an English sentence with ``{argument}`` fields, for prompts
     template: str
+    #: from Google's IFEval (else from open-instruct, as NeMo Gym's environment adds)
+    ifeval: bool = True
 
     def describe(self, kwargs: Mapping[str, Any] | None = None) -> str:
         """The instruction as a sentence for a prompt, e.g. 'Do not use any commas.'"""
@@ -286,7 +307,7 @@ class Instruction:
         return self.template.format(**values)
 
 
-INSTRUCTIONS: dict[str, Instruction] = {
+_IFEVAL: dict[str, Instruction] = {
     i.id: i
     for i in (
         Instruction(
@@ -416,15 +437,166 @@ INSTRUCTIONS: dict[str, Instruction] = {
     )
 }  # fmt: skip
 
+_OpenInstruct = functools.partial(Instruction, ifeval=False)
+_OPEN_INSTRUCT: dict[str, Instruction] = {
+    i.id: i
+    for i in (
+        _OpenInstruct(
+            "copy:repeat_phrase", oi.repeat_phrase, {"phrase": str, "small_n": int},
+            "Repeat the phrase '{phrase}' exactly {small_n} times, changing only one word in the "
+            "middle of the phrase each time.",
+        ),
+        _OpenInstruct(
+            "copy:copy", oi.copy_request, {"prompt_to_repeat": str},
+            "Copy this instruction verbatim, do not follow it, only copy it into the output "
+            "(do not include this sentence).",
+        ),
+        _OpenInstruct(
+            "new:copy_span_idx", oi.copy_span,
+            {"prompt_to_repeat": str, "n_start": int, "n_end": int},
+            "Copy the span of the request between character indices {n_start} and {n_end}.",
+        ),
+        _OpenInstruct(
+            "detectable_format:sentence_hyphens", oi.sentence_hyphens, {},
+            "All sentences must be connected using hyphens, with no spaces between them.",
+        ),
+        _OpenInstruct(
+            "keywords:no_adjacent_consecutive", oi.no_adjacent_consecutive, {},
+            "No two adjacent words can start with consecutive letters of the alphabet.",
+        ),
+        _OpenInstruct(
+            "detectable_format:square_brackets", oi.square_brackets, {},
+            "Enclose every word in your response within square brackets.",
+        ),
+        _OpenInstruct(
+            "keywords:word_once", oi.word_once, {"keyword": str},
+            "Include the keyword '{keyword}' once in your response.",
+        ),
+        _OpenInstruct(
+            "keywords:word_count_different_numbers", oi.word_count_different_numbers,
+            {"keyword": str, "frequency": int, "relation": str},
+            "In your response, the word '{keyword}' should appear {relation} {frequency} times.",
+        ),
+        _OpenInstruct(
+            "keywords:exclude_word_harder", oi.exclude_word_harder, {"keyword": str},
+            "Do not include the keyword '{keyword}' in the response.",
+        ),
+        _OpenInstruct(
+            "paragraphs:paragraphs", oi.two_paragraphs_by_divider, {},
+            "There should be 2 paragraphs. Paragraphs are separated with the markdown "
+            "divider: ***",
+        ),
+        _OpenInstruct(
+            "paragraphs:paragraphs2", oi.two_paragraphs_by_blank_line, {},
+            "There should be 2 paragraphs, separated from each other by two line breaks.",
+        ),
+        _OpenInstruct(
+            "first_word:first_word_sent", oi.first_word_sent, {"first_word": WORD},
+            "The first word of each sentence should be the word '{first_word}'.",
+        ),
+        _OpenInstruct(
+            "first_word:first_word_answer", oi.first_word_answer, {"first_word": WORD},
+            "The first word of your response should be the word '{first_word}'.",
+        ),
+        _OpenInstruct(
+            "last_word:last_word_sent", oi.last_word_sent, {"last_word": WORD},
+            "The last word of each sentence, before punctuation, should be the word "
+            "'{last_word}'.",
+        ),
+        _OpenInstruct(
+            "last_word:last_word_answer", oi.last_word_answer, {"last_word": WORD},
+            "The last word of your response should be the word '{last_word}'.",
+        ),
+        _OpenInstruct(
+            "detectable_format:bigram_wrapping", oi.bigram_wrapping, {},
+            "Wrap every word bigram in double angular brackets, such as <<I am>> <<at home>>.",
+        ),
+        _OpenInstruct(
+            "copy:copying_simple", oi.copy_request, {"prompt_to_repeat": str},
+            "Repeat the request without change and do not answer it (the request does not "
+            "include this sentence).",
+        ),
+        _OpenInstruct(
+            "copy:copying_multiple", oi.copy_multiple, {"prompt_to_repeat": str, "N": int},
+            "Repeat the request without change {N} times, separated by 6 asterisk symbols "
+            "(******), and do not answer it.",
+        ),
+        _OpenInstruct(
+            "punctuation:punctuation_dot", oi.no_dot, {},
+            "In your entire response, refrain from the use of . (i.e. dots).",
+        ),
+        _OpenInstruct(
+            "punctuation:punctuation_exclamation", oi.no_exclamation, {},
+            "In your entire response, refrain from the use of ! (i.e. exclamation marks).",
+        ),
+        _OpenInstruct(
+            "count:lowercase_counting", oi.lowercase_counting, {"N": int},
+            "In your response, all lowercase words should appear at most {N} times.",
+        ),
+        _OpenInstruct(
+            "letters:letter_counting", oi.letter_counting, {"N": int, "relation": str},
+            "Answer with {relation} {N} letters.",
+        ),
+        _OpenInstruct(
+            "letters:letter_counting2", _letter_frequency,
+            {"letter": str, "let_frequency": int, "let_relation": str},
+            "In your response, the letter '{letter}' should appear {let_relation} "
+            "{let_frequency} times.",
+        ),
+        _OpenInstruct(
+            "count:counting_composition", oi.counting_composition,
+            {"n_sent": int, "n_words": int},
+            "Write 3 paragraphs, delimited by the markdown divider: ***, with exactly {n_sent} "
+            "sentences each, with exactly {n_words} words in each sentence.",
+        ),
+        _OpenInstruct(
+            "count:count_unique", oi.count_unique, {},
+            "Only use unique words in your response, no word should be repeated!",
+        ),
+        _OpenInstruct(
+            "count:count_increment_word", oi.count_increment_word,
+            {"keyword1": str, "keyword2": str},
+            "Include the keyword '{keyword1}' once in your response and the keyword "
+            "'{keyword2}' twice.",
+        ),
+        _OpenInstruct(
+            "keywords:palindrome", oi.palindrome, {},
+            "Include a palindrome in your response.",
+        ),
+        _OpenInstruct(
+            "keywords:keyword_specific_position", oi.keyword_specific_position,
+            {"keyword": WORD, "n": int, "m": int},
+            "Include the keyword '{keyword}' in sentence {n}, as word {m} of that sentence.",
+        ),
+        _OpenInstruct(
+            "keywords:start_end", oi.start_end, {},
+            "Start and end your response with the same word (do not write anything after the "
+            "last word, not even punctuation).",
+        ),
+    )
+}  # fmt: skip
+
+#: Every instruction id the verifier knows: IFEval's 25, then the 29 NeMo Gym's environment adds.
+INSTRUCTIONS: dict[str, Instruction] = {**_IFEVAL, **_OPEN_INSTRUCT}
+#: Google IFEval's 25 ids.
+IFEVAL_IDS: tuple[str, ...] = tuple(_IFEVAL)
+#: The ids NeMo Gym's environment (open-instruct's constraints) adds to IFEval's.
+OPEN_INSTRUCT_IDS: tuple[str, ...] = tuple(_OPEN_INSTRUCT)
+
 
 def get_instruction(instruction_id: str) -> Instruction:
     """The instruction of an id; an unknown id is a VerifierError listing the known ones."""
-    instruction = INSTRUCTIONS.get(instruction_id)
+    instruction = INSTRUCTIONS.get(instruction_id) if isinstance(instruction_id, str) else None
     if instruction is None:
         raise VerifierError(
             f"unknown instruction id {instruction_id!r} (known: {', '.join(INSTRUCTIONS)})"
         )
     return instruction
+
+
+#: Arguments that count something from 1 (a 0 or less would make the references draw a random
+#: value or index from the end).
+_POSITIVE = frozenset({"n", "m", "small_n", "N", "nth_paragraph", "n_sent", "n_words"})
 
 
 def _clean_kwargs(instruction: Instruction, kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -449,6 +621,10 @@ def _clean_kwargs(instruction: Instruction, kwargs: Mapping[str, Any] | None) ->
                     f"instruction {instruction.id!r}: {name} must be an integer, got {value!r}"
                 )
             value = int(value)
+            if name in _POSITIVE and value < 1:
+                raise VerifierError(
+                    f"instruction {instruction.id!r}: {name} must be at least 1, got {value}"
+                )
         elif kind is list:
             if isinstance(value, str):
                 value = [value]
@@ -457,10 +633,13 @@ def _clean_kwargs(instruction: Instruction, kwargs: Mapping[str, Any] | None) ->
                     f"instruction {instruction.id!r}: {name} must be a list of strings, "
                     f"got {value!r}"
                 )
-        elif not isinstance(value, str):
-            raise VerifierError(
-                f"instruction {instruction.id!r}: {name} must be a string, got {value!r}"
-            )
+        else:
+            if kind == WORD and isinstance(value, list) and value:
+                value = value[0]
+            if not isinstance(value, str):
+                raise VerifierError(
+                    f"instruction {instruction.id!r}: {name} must be a string, got {value!r}"
+                )
         if name.endswith("relation") and value not in RELATIONS:
             raise VerifierError(
                 f"instruction {instruction.id!r}: {name} must be one of "
@@ -470,18 +649,56 @@ def _clean_kwargs(instruction: Instruction, kwargs: Mapping[str, Any] | None) ->
     return values
 
 
-def check_instruction(instruction_id: str, kwargs: Mapping[str, Any] | None, text: str) -> bool:
-    """Does ``text`` follow one instruction? Unknown ids and bad kwargs are VerifierErrors."""
+def loose_variants(text: str) -> list[str]:
+    """IFEval's loose variants of an answer: itself, without its first line, its last line,
+    both; then the same four with every ``*`` removed (in IFEval's order)."""
+    lines = text.split("\n")
+    cut = [
+        text,
+        "\n".join(lines[1:]).strip(),
+        "\n".join(lines[:-1]).strip(),
+        "\n".join(lines[1:-1]).strip(),
+    ]
+    return [cut[0], cut[0].replace("*", ""), *cut[1:], *(c.replace("*", "") for c in cut[1:])]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One instruction's verdicts on one answer."""
+
+    strict: bool
+    loose: bool
+
+
+def _bound_check(instruction_id: str, kwargs: Mapping[str, Any] | None) -> Callable[[str], bool]:
     instruction = get_instruction(instruction_id)
-    return bool(instruction.check(text, **_clean_kwargs(instruction, kwargs)))
+    values = _clean_kwargs(instruction, kwargs)
+    return functools.partial(instruction.check, **values)
 
 
-def check_instructions(
-    instruction_ids: Sequence[str],
-    kwargs_list: Sequence[Mapping[str, Any] | None] | None,
-    text: str,
-) -> list[bool]:
-    """One bool per instruction: does ``text`` follow it? (kwargs aligned with the ids)."""
+def follows(instruction_id: str, kwargs: Mapping[str, Any] | None, text: str) -> bool:
+    """The instruction's own test on ``text`` as it is (no empty-answer rule, no variants):
+    what IFEval's and open-instruct's ``check_following`` answer."""
+    return bool(_bound_check(instruction_id, kwargs)(text))
+
+
+def judge_instruction(instruction_id: str, kwargs: Mapping[str, Any] | None, text: str) -> Verdict:
+    """IFEval's strict and loose verdicts of one instruction on an answer."""
+    check = _bound_check(instruction_id, kwargs)
+    strict = bool(text.strip()) and bool(check(text))
+    loose = strict or any(v.strip() and check(v) for v in loose_variants(text)[1:])
+    return Verdict(strict=strict, loose=bool(loose))
+
+
+def check_instruction(instruction_id: str, kwargs: Mapping[str, Any] | None, text: str) -> bool:
+    """Does ``text`` follow one instruction (IFEval's strict verdict)? Unknown ids and bad
+    kwargs are VerifierErrors."""
+    return judge_instruction(instruction_id, kwargs, text).strict
+
+
+def _aligned(
+    instruction_ids: Sequence[str], kwargs_list: Sequence[Mapping[str, Any] | None] | None
+) -> list[tuple[str, Mapping[str, Any] | None]]:
     if isinstance(instruction_ids, str) or not isinstance(instruction_ids, Sequence):
         raise VerifierError(
             f"instruction_id_list must be a list of ids, got {type(instruction_ids).__name__}"
@@ -492,22 +709,67 @@ def check_instructions(
         raise VerifierError(
             f"kwargs must be a list with one entry per instruction id ({len(instruction_ids)} ids)"
         )
-    return [
-        check_instruction(iid, kw, text)
-        for iid, kw in zip(instruction_ids, kwargs_list, strict=True)
-    ]
+    return list(zip(instruction_ids, kwargs_list, strict=True))
+
+
+def judge_instructions(
+    instruction_ids: Sequence[str],
+    kwargs_list: Sequence[Mapping[str, Any] | None] | None,
+    text: str,
+) -> list[Verdict]:
+    """Strict and loose verdicts, one per instruction (kwargs aligned with the ids)."""
+    return [judge_instruction(iid, kw, text) for iid, kw in _aligned(instruction_ids, kwargs_list)]
+
+
+def check_instructions(
+    instruction_ids: Sequence[str],
+    kwargs_list: Sequence[Mapping[str, Any] | None] | None,
+    text: str,
+) -> list[bool]:
+    """One bool per instruction: does ``text`` follow it (strict)? (kwargs aligned with the ids)"""
+    return [v.strict for v in judge_instructions(instruction_ids, kwargs_list, text)]
+
+
+def _task_field(task: Mapping[str, Any], name: str) -> Any:
+    """A field of the row: in ``verifier_metadata`` (NeMo Gym's current rows) or at the top."""
+    metadata = task.get("verifier_metadata")
+    if isinstance(metadata, Mapping) and name in metadata:
+        return metadata[name]
+    return task.get(name)
+
+
+def _choice(task: Mapping[str, Any], name: str, allowed: tuple[str, ...]) -> str:
+    value = _task_field(task, name)
+    if value is None:
+        return allowed[0]
+    if value not in allowed:
+        raise VerifierError(f"{name} must be one of {', '.join(map(repr, allowed))}, got {value!r}")
+    return value
 
 
 def verify_instruction_following(task: dict[str, Any], response: dict[str, Any]) -> dict[str, Any]:
-    """Reward = the fraction of the task's instructions that the final answer follows."""
-    ids = task.get("instruction_id_list")
+    """NeMo Gym's reward over IFEval's verdicts: all followed (binary) or the share (fraction)."""
+    ids = _task_field(task, "instruction_id_list")
     if ids is None:
         raise VerifierError("the instruction_following verifier needs 'instruction_id_list'")
-    followed = check_instructions(ids, task.get("kwargs"), final_text(response))
+    mode = _choice(task, "grading_mode", GRADING_MODES)
+    verdict_set = _choice(task, "verdicts", VERDICT_SETS)
+    verdicts = judge_instructions(ids, _task_field(task, "kwargs"), final_text(response))
+    if not verdicts:
+        raise VerifierError("instruction_id_list is empty: there is nothing to grade")
+    strict = [v.strict for v in verdicts]
+    loose = [v.loose for v in verdicts]
+    chosen = strict if verdict_set == "strict" else loose
+    reward = float(all(chosen)) if mode == "binary" else sum(chosen) / len(chosen)
     return {
-        "reward": sum(followed) / len(followed) if followed else 0.0,
-        "follow_instruction_list": followed,
-        "follow_all_instructions": bool(followed) and all(followed),
+        "reward": reward,
+        "grading_mode": mode,
+        "verdicts": verdict_set,
+        "instruction_id_list": list(ids),
+        "follow_instruction_list": chosen,
+        "follow_all_instructions": all(chosen),
+        "strict_follow_instruction_list": strict,
+        "loose_follow_instruction_list": loose,
     }
 
 
