@@ -62,8 +62,9 @@ COLLECT_HELP = _settings_help(
     "usage: ng_collect_rollouts +agent_name=NAME +input_jsonl_fpath=IN.jsonl "
     "+output_jsonl_fpath=OUT.jsonl [+key=value ...]\n\n"
     "Collect rollouts: each task row (x num_repeats) goes to the agent's /run; rows are written\n"
-    "in task-major order. Uses the servers of a running `ng_run` when one answers, otherwise\n"
-    "starts the servers the agent needs and stops them at the end.\n\n"
+    "in task-major order. The agent is found at +agent_url, at a head named by +head_url or\n"
+    "+head_server.host/port (rollsweep's ng_run or NeMo Gym's), at a running head on the stack\n"
+    "config's port; otherwise the servers the agent needs start here and stop at the end.\n\n"
     "example: ng_collect_rollouts +agent_name=my_agent +input_jsonl_fpath=debug_tasks.jsonl \\\n"
     "           +output_jsonl_fpath=/tmp/debug_rollouts.jsonl +limit=5 +num_samples_in_parallel=1",
 )
