@@ -159,3 +159,28 @@ def test_timeouts_send_rollouts_to_the_failures_sidecar(tmp_path):
         (0, "timeout", 2),
         (1, "timeout", 2),
     ]
+
+
+def test_seed_failure_mining_with_jq(tmp_path, sim_config):
+    """The seed's `jq 'select(.reward < 0.3)' > failures.jsonl` pretty-prints: its `wc -l` counts
+    lines and `head -1 | jq .output` reads a lone `{`; the README's `jq -c` form counts rows."""
+    tasks = write_tasks(tmp_path / "research_tasks.jsonl", 20)
+    out = tmp_path / "exploration_rollouts.jsonl"
+    result = collect(
+        sim_config, tasks, out, "+num_repeats=2", "+responses_create_params.temperature=0.9"
+    )
+    assert result.returncode == 0, result.stderr
+    low = sum(row["reward"] < 0.3 for row in read_rows(out))
+    assert 0 < low < 40
+
+    def shell(command: str) -> subprocess.CompletedProcess:
+        return subprocess.run(command, shell=True, capture_output=True, text=True, cwd=tmp_path)
+
+    shell("jq 'select(.reward < 0.3)' exploration_rollouts.jsonl > failures.jsonl")
+    assert int(shell("wc -l < failures.jsonl").stdout) > low  # lines, not rows
+    assert shell("head -1 failures.jsonl | jq '.output'").returncode != 0
+
+    shell("jq -c 'select(.reward < 0.3)' exploration_rollouts.jsonl > failures.jsonl")
+    assert int(shell("wc -l < failures.jsonl").stdout) == low
+    first = shell("head -1 failures.jsonl | jq '.output'")
+    assert first.returncode == 0 and first.stdout.startswith('"')
