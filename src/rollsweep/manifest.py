@@ -139,6 +139,33 @@ def git_state(directory: str | Path) -> dict[str, Any] | None:
     }
 
 
+def cpu_model() -> str | None:
+    """The CPU's model name (Linux), which with the build decides llama.cpp's kernels."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        return None
+    return None
+
+
+def llama_runtime() -> dict[str, Any]:
+    """What decides the embedded model's numbers besides the GGUF and the seed: the llama.cpp
+    build (llama-cpp-python's version and the CPU features and kernels it was compiled to use)
+    and the CPU. The same seed on another build or CPU can sample other tokens."""
+    try:
+        import llama_cpp
+    except ImportError:
+        return {"llama_cpp_python": None}
+    features = llama_cpp.llama_print_system_info().decode(errors="replace")
+    return {
+        "llama_cpp_python": llama_cpp.__version__,
+        "build_features": " ".join(features.split()),
+        "cpu": cpu_model(),
+    }
+
+
 def model_identity(server: Any) -> dict[str, Any]:
     """What a model server computes with: backend, model name, the GGUF file's hash."""
     backend = server.backend
@@ -159,6 +186,7 @@ def model_identity(server: Any) -> dict[str, Any]:
         if path is not None:
             identity["model"] = path.stem
             identity["gguf"] = {"path": str(path.resolve()), **file_digest(path)}
+        identity["runtime"] = llama_runtime()
     elif backend == "openai":
         identity["model"] = server.openai.model
         identity["api"] = server.openai.api
@@ -473,6 +501,9 @@ def compare_manifests(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
                 drift.append(
                     f"model {name} {key}: {_show(before.get(key))} -> {_show(after.get(key))}"
                 )
+        drift += _dict_drift(
+            f"model {name} runtime", before.get("runtime") or {}, after.get("runtime") or {}
+        )
         if "gguf" in before or "gguf" in after:
             gguf = (before.get("gguf", {}), after.get("gguf", {}))
             if line := _file_drift(f"model {name} GGUF file", *gguf):
