@@ -1,5 +1,5 @@
 # One job per shard (configuration x repeat shard x task chunk), then a merge per configuration.
-from rollsweep.pipeline import collect_command
+from rollsweep.pipeline import collect_command, configuration_identity_hash
 
 
 rule collect_shard:
@@ -18,6 +18,9 @@ rule collect_shard:
         mem_mb=2048,
         cpus_per_task=1,
     params:
+        # what shapes these rollouts (stack config of the agent, model file, verifier code, task
+        # file, sampling, seed): when it changes, Snakemake reruns the shard
+        identity=lambda w: configuration_identity_hash(PIPELINE, w.experiment, w.config),
         command=lambda w, output: collect_command(
             PIPELINE,
             find_configuration(PIPELINE, w.experiment, w.config),

@@ -21,6 +21,7 @@ from rollsweep.config import (
     validate_settings,
 )
 from rollsweep.errors import ServerUnavailable, UsageError
+from rollsweep.identity import agent_identity
 from rollsweep.paths import BUNDLED_DATA, resolve_input
 from rollsweep.protocol import servers_of_kind
 from rollsweep.servers.stack import HEAD_URL_ENV
@@ -77,20 +78,6 @@ RUN_HELP = (
 )
 
 
-def agent_identity(config: StackConfig, agent_name: str) -> str:
-    """Everything that makes an agent's rollouts what they are (for checkpoint identity)."""
-    agent = config.agents[agent_name]
-    return json.dumps(
-        {
-            "agent": agent_name,
-            "settings": agent.model_dump(),
-            "model": config.model_servers[agent.model_server].model_dump(),
-            "resources": config.resources_servers[agent.resources_server].model_dump(),
-        },
-        sort_keys=True,
-    )
-
-
 def _agent_at_head(head: str, agent_name: str, served: dict[str, Any]) -> str:
     agents = servers_of_kind(served, "agent")
     if agent_name not in agents:
@@ -144,7 +131,8 @@ def resolve_agent(settings: CollectSettings) -> tuple[str | None, str, StackConf
         raise UsageError(
             f"unknown agent {settings.agent_name!r} (known: {known}{running})", key="+agent_name"
         )
-    return None, agent_identity(config, settings.agent_name), config
+    identity = json.dumps(agent_identity(config, settings.agent_name), sort_keys=True)
+    return None, identity, config
 
 
 def head_identity(served: dict[str, Any], agent_name: str) -> str:

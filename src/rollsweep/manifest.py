@@ -242,7 +242,8 @@ def build_manifest(
     Relative paths in the config are read relative to ``workdir`` (default: the current one).
     """
     from rollsweep.config import load_stack_config
-    from rollsweep.pipeline import load_pipeline_config, served_by
+    from rollsweep.identity import configuration_identity
+    from rollsweep.pipeline import configurations, load_pipeline_config, served_by
 
     workdir = Path(workdir or os.getcwd()).resolve()
     workflow_dir = Path(workflow_dir).resolve() if workflow_dir is not None else None
@@ -305,6 +306,10 @@ def build_manifest(
             },
             "models": {m: model_identity(stack.model_servers[m]) for m in models},
             "servers": served_identity(external, _agents(chosen)) if external else None,
+            "identity": {
+                point.label: configuration_identity(pipeline, experiment, point.values)
+                for point in configurations(experiment, chosen)
+            },
             "packages": package_versions(),
             "python": platform.python_version(),
             "git": git_state(workflow_dir) if workflow_dir is not None else None,

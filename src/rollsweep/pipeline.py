@@ -183,6 +183,15 @@ def find_configuration(pipeline: PipelineConfig, experiment: str, label: str) ->
     raise KeyError(f"{experiment}/{label}")
 
 
+def configuration_identity_hash(pipeline: PipelineConfig, experiment: str, label: str) -> str:
+    """The hash of what shapes one configuration's rollouts (rollsweep.identity): the
+    collection rule's param, so that Snakemake reruns exactly what a change touches."""
+    from rollsweep.identity import configuration_identity, identity_hash
+
+    values = find_configuration(pipeline, experiment, label).values
+    return identity_hash(configuration_identity(pipeline, experiment, values))
+
+
 def count_tasks(path: str | Path, limit: int | None) -> int:
     """Non-blank lines of a task file, up to ``limit`` (cheap: no JSON parsing)."""
     count = 0
