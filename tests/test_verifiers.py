@@ -160,6 +160,8 @@ OPTIONS = [{"A": "Berlin"}, {"B": "Paris"}, {"C": "Rome"}, {"D": "Madrid"}]
     ("text", "extracted"),
     [
         ("\\boxed{B}", "B"),
+        ("\\boxed{\\text{B}}", "B"),
+        ("\\boxed{A} on second thought \\boxed{B: Paris}", "B"),
         ("The answer is B.", "B"),
         ("Answer: (B)", "B"),
         ("B) Paris", "B"),

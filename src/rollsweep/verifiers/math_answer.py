@@ -25,7 +25,8 @@ Where rollsweep differs, deliberately:
   silent 0 as in NeMo Gym. math-verify runs in worker processes (its timeouts use
   ``signal.alarm``, which works only in a main thread, and servers verify in threads); a
   worker that overruns its budget is killed and replaced. Budget: the row's
-  ``library_verifier_timeout_seconds`` (NeMo Gym's setting; default 10).
+  ``library_verifier_timeout_seconds`` (NeMo Gym's setting), else the environment's
+  ``ROLLSWEEP_MATH_TIMEOUT_SECONDS``, else 10 s as in NeMo Gym.
 - An ``expected_answer`` math-verify cannot parse is a failure
   (``expected_answer_unparsable``), not a 0. An empty answer scores 0 without asking a judge.
 
@@ -68,6 +69,8 @@ GRADING_MODES = ("exact", "library")
 DEFAULT_GRADING_MODE = "exact"
 #: NeMo Gym's ``library_verifier_timeout_seconds`` default.
 DEFAULT_TIMEOUT_SECONDS = 10.0
+#: The process-wide default for rows without ``library_verifier_timeout_seconds``.
+TIMEOUT_ENV = "ROLLSWEEP_MATH_TIMEOUT_SECONDS"
 #: How long past its own deadline a worker may stay silent before it is killed (a signal
 #: cannot interrupt a long C-level computation).
 KILL_GRACE_SECONDS = 2.0
@@ -243,16 +246,20 @@ class _Worker:
             self.replies.put(line)
         self.replies.put(None)
 
-    def ask(self, request: dict[str, Any], wait: float) -> dict[str, Any] | None:
-        """The reply, or None when the worker did not answer in time or died."""
+    def ask(self, request: dict[str, Any], wait: float) -> dict[str, Any] | str:
+        """The reply, or ``"died"`` (the worker's pipes closed) or ``"silent"`` (no reply in
+        ``wait`` seconds)."""
         assert self.process.stdin is not None
         try:
             self.process.stdin.write(json.dumps(request) + "\n")
             self.process.stdin.flush()
+        except OSError:
+            return "died"
+        try:
             line = self.replies.get(timeout=wait)
-        except (OSError, queue.Empty):
-            return None
-        return None if line is None else json.loads(line)
+        except queue.Empty:
+            return "silent"
+        return "died" if line is None else json.loads(line)
 
     def close(self) -> None:
         if self.process.poll() is None:
@@ -296,26 +303,32 @@ class WorkerPool:
             self.replaced += 1
 
     def check(self, expected: str, text: str, timeout_seconds: float) -> dict[str, Any]:
-        """The worker's verdict; a deadline overrun or a dead worker is a VerifierFailure."""
-        worker = self._acquire()
+        """The worker's verdict; a deadline overrun or a dead worker is a VerifierFailure.
+
+        A worker that dies is replaced and the row tried once more (it may have been killed
+        from outside); a row that kills two workers is a ``verifier_crashed`` failure.
+        """
         request = {"expected": expected, "text": text, "timeout": timeout_seconds}
-        wait = timeout_seconds + KILL_GRACE_SECONDS
-        if not worker.warm:
-            wait += STARTUP_SECONDS  # a fresh worker loads sympy and the LaTeX parser first
-        reply = worker.ask(request, wait)
-        if reply is None:
-            died = worker.process.poll() is not None
+        for _attempt in (1, 2):
+            worker = self._acquire()
+            wait = timeout_seconds + KILL_GRACE_SECONDS
+            if not worker.warm:
+                wait += STARTUP_SECONDS  # a fresh worker loads sympy and the LaTeX parser first
+            reply = worker.ask(request, wait)
+            if isinstance(reply, dict):
+                worker.warm = True
+                self._idle.put(worker)
+                return reply
             self._discard(worker)
-            if died:
-                raise VerifierFailure("verifier_crashed", "the math-verify worker process died")
-            raise VerifierFailure(
-                "verifier_timeout",
-                f"math-verify did not finish within {timeout_seconds:g} s "
-                "(library_verifier_timeout_seconds); the worker was killed",
-            )
-        worker.warm = True
-        self._idle.put(worker)
-        return reply
+            if reply == "silent":
+                raise VerifierFailure(
+                    "verifier_timeout",
+                    f"math-verify did not finish within {timeout_seconds:g} s "
+                    "(library_verifier_timeout_seconds); the worker was killed",
+                )
+        raise VerifierFailure(
+            "verifier_crashed", "the math-verify worker process died on this row, twice"
+        )
 
     def close(self) -> None:
         while True:
@@ -458,13 +471,20 @@ def judge_verdict(
 
 
 def _timeout_of(task: dict[str, Any]) -> float:
-    value = task.get("library_verifier_timeout_seconds", DEFAULT_TIMEOUT_SECONDS)
+    """The row's ``library_verifier_timeout_seconds``, else ``$ROLLSWEEP_MATH_TIMEOUT_SECONDS``,
+    else NeMo Gym's 10 s."""
+    value: Any = task.get("library_verifier_timeout_seconds")
+    source = "library_verifier_timeout_seconds"
+    if value is None and os.environ.get(TIMEOUT_ENV):
+        source = TIMEOUT_ENV
+        try:
+            value = float(os.environ[TIMEOUT_ENV])
+        except ValueError:
+            value = os.environ[TIMEOUT_ENV]
     if value is None:
         return DEFAULT_TIMEOUT_SECONDS
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1e6:
-        raise VerifierError(
-            f"library_verifier_timeout_seconds must be a positive number, got {value!r}"
-        )
+        raise VerifierError(f"{source} must be a positive number of seconds, got {value!r}")
     return float(value)
 
 
