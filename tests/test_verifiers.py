@@ -429,6 +429,7 @@ def test_auto_dispatch() -> None:
             "instruction_following",
         ),
         ({"options": OPTIONS, "expected_answer": "B"}, "\\boxed{B}", "mcqa"),
+        ({"expected_answer": "B", "grading_mode": "lenient_boxed"}, "\\boxed{B}", "mcqa"),
         ({"responses_create_params": weather_tools, "expected_city": "Oslo"}, "x", "tool_use"),
         ({"expected_answer": "3"}, "\\boxed{3}", "math"),
     ]

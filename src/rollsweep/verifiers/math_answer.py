@@ -147,6 +147,8 @@ def _library_check(expected: str, text: str, timeout_seconds: float) -> dict[str
             (LatexExtractionConfig(),),
             parsing_timeout=None,
         )
+        if expired:
+            return timed_out(stage)
         preds = parse(text, (ExprExtractionConfig(), LatexExtractionConfig()), parsing_timeout=None)
         if expired:
             return timed_out(stage)
