@@ -127,6 +127,13 @@ def test_a_timeout_is_a_failure_not_a_zero() -> None:
         assert fine.json()["reward"] == 1.0 and "_ng_failure_class" not in fine.json()
 
 
+def test_an_expected_answer_math_verify_cannot_parse_is_a_failure() -> None:
+    # NeMo Gym scores such rows 0.0 (math_metric raises, the server catches it)
+    with pytest.raises(VerifierFailure) as caught:
+        load_verifier("math").verify({"expected_answer": "\\text{}"}, reply("\\boxed{3}"))
+    assert caught.value.failure_class == "expected_answer_unparsable"
+
+
 def _children() -> set[int]:
     return {child.pid for child in psutil.Process().children()}
 
