@@ -127,24 +127,33 @@ def test_load_verifier_names_and_errors() -> None:
     ("expected", "text", "reward", "extracted"),
     [
         ("12", "7 + 5 = 12, so the answer is \\boxed{12}.", 1.0, "12"),
-        ("12", "First \\boxed{11}, no wait: \\boxed{12}", 1.0, "12"),
-        ("0.5", "The answer is \\boxed{\\frac{1}{2}}", 1.0, "\\frac{1}{2}"),
+        # several boxes read as a set, as NeMo Gym's math-verify does: no credit for hedging
+        ("12", "First \\boxed{11}, no wait: \\boxed{12}", 0.0, "{11, 12}"),
+        ("0.5", "The answer is \\boxed{\\frac{1}{2}}", 1.0, "1/2"),
         ("1000", "That makes 1,000 in total.", 1.0, "1000"),
         ("12", "So the answer is 12 apples.", 1.0, "12"),
         ("12", "\\boxed{13}", 0.0, "13"),
         ("63", "7 × 9 = 8*4 = 24. The final answer is 24.", 0.0, "24"),
         ("12", "I do not know.", 0.0, None),
+        ("2\\sqrt{3}", "\\boxed{2}", 0.0, "2"),
+        ("x+1", "\\boxed{1+x}", 1.0, "x + 1"),
+        ("\\sqrt{2}", "\\boxed{2^{1/2}}", 1.0, "sqrt(2)"),
+        ("7", "The answer is \\boxed{7", 0.0, None),  # unclosed: no answer
+        ("12", "", 0.0, None),
     ],
 )
 def test_math(expected: str, text: str, reward: float, extracted: str | None) -> None:
     result = load_verifier("math").verify({"expected_answer": expected}, reply(text))
     assert result["reward"] == reward
     assert result["extracted_answer"] == extracted
+    assert result["library_reward"] == reward and result["grading_mode"] == "exact"
 
 
 def test_math_needs_expected_answer() -> None:
     with pytest.raises(VerifierError, match="expected_answer"):
         load_verifier("math").verify({}, reply("\\boxed{1}"))
+    with pytest.raises(VerifierError, match="grading_mode"):
+        load_verifier("math").verify({"expected_answer": "1", "grading_mode": "x"}, reply("1"))
 
 
 # --------------------------------------------------------------------------- mcqa
@@ -156,6 +165,8 @@ OPTIONS = [{"A": "Berlin"}, {"B": "Paris"}, {"C": "Rome"}, {"D": "Madrid"}]
     ("text", "extracted"),
     [
         ("\\boxed{B}", "B"),
+        ("\\boxed{\\text{B}}", "B"),
+        ("\\boxed{A} on second thought \\boxed{B: Paris}", "B"),
         ("The answer is B.", "B"),
         ("Answer: (B)", "B"),
         ("B) Paris", "B"),
@@ -535,8 +546,21 @@ def test_tool_use() -> None:
 
 def test_tool_use_without_expected_city_follows_nemo_gym() -> None:
     verify = load_verifier("tool_use").verify
-    assert verify({}, weather_trajectory("Oslo", "whatever"))["reward"] == 1.0
-    assert verify({}, reply("no call"))["reward"] == 0.0
+    # NeMo Gym's example_single_tool_call scores every rollout 1.0 ...
+    called = verify({}, weather_trajectory("Oslo", "whatever"))
+    assert called["reward"] == 1.0 and called["grading_mode"] == "nemo_gym"
+    assert called["called_cities"] == ["Oslo"] and called["extracted_answer"] == "Oslo"
+    assert verify({}, reply("no call"))["reward"] == 1.0
+    # ... except that an empty rollout scores 0 here, as under every bundled verifier
+    assert verify({}, reply(""))["reward"] == 0.0
+    assert verify({}, {"output": []})["reward"] == 0.0
+    # the named stricter modes
+    assert verify({"grading_mode": "called_tool"}, reply("no call"))["reward"] == 0.0
+    assert verify({"grading_mode": "called_tool"}, weather_trajectory("Oslo", ""))["reward"] == 1.0
+    with pytest.raises(VerifierError, match="expected_city"):
+        verify({"grading_mode": "checked"}, reply("x"))
+    with pytest.raises(VerifierError, match="grading_mode"):
+        verify({"grading_mode": "bogus"}, reply("x"))
 
 
 # --------------------------------------------------------------------------- auto
@@ -553,6 +577,7 @@ def test_auto_dispatch() -> None:
             "instruction_following",
         ),
         ({"options": OPTIONS, "expected_answer": "B"}, "\\boxed{B}", "mcqa"),
+        ({"expected_answer": "B", "grading_mode": "lenient_boxed"}, "\\boxed{B}", "mcqa"),
         ({"responses_create_params": weather_tools, "expected_city": "Oslo"}, "x", "tool_use"),
         ({"expected_answer": "3"}, "\\boxed{3}", "math"),
     ]

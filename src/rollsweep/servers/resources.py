@@ -10,7 +10,7 @@ from fastapi import FastAPI, Header, HTTPException, Request
 
 from rollsweep.config import ResourcesServerConfig
 from rollsweep.verifiers import load_verifier
-from rollsweep.verifiers.base import VerifierError, normalize_result
+from rollsweep.verifiers.base import VerifierError, VerifierFailure, normalize_result
 
 #: Sessions kept for tool calls; old ones are dropped so an abandoned rollout cannot leak memory.
 MAX_SESSIONS = 100_000
@@ -51,6 +51,10 @@ def create_resources_app(config: ResourcesServerConfig) -> FastAPI:
         try:
             verifier = load_verifier(verifier_spec)
             return normalize_result(verifier.verify(task, response))
+        except VerifierFailure as failure:
+            # NeMo Gym's convention: HTTP 200, reward 0.0 and _ng_failure_class, so the row
+            # goes to the failures sidecar instead of counting as a wrong answer
+            return failure.as_result()
         except VerifierError as error:
             raise HTTPException(status_code=422, detail=str(error)) from None
 

@@ -1,10 +1,10 @@
 """``auto``: choose the bundled verifier for each row from the fields it has.
 
 In order: a ``verifier`` field naming a bundled verifier; ``instruction_id_list`` (at the top
-or in ``verifier_metadata``) -> instruction_following; ``options`` -> mcqa; a ``get_weather``
-tool in ``responses_create_params.tools`` -> tool_use; ``expected_answer`` -> math. A row with
-none of these is a VerifierError naming the fields looked for. Its tools are all the bundled
-tools.
+or in ``verifier_metadata``) -> instruction_following; ``options``, ``template_metadata`` or an
+mcqa ``grading_mode`` (such as ``strict_single_letter_boxed``) -> mcqa; a ``get_weather`` tool in
+``responses_create_params.tools`` -> tool_use; ``expected_answer`` -> math. A row with none of
+these is a VerifierError naming the fields looked for. Its tools are all the bundled tools.
 """
 
 from __future__ import annotations
@@ -53,7 +53,11 @@ def choose(task: dict[str, Any]) -> Verifier:
         isinstance(metadata, dict) and "instruction_id_list" in metadata
     ):
         return instruction_following.VERIFIER
-    if "options" in task:
+    if (
+        "options" in task
+        or "template_metadata" in task
+        or task.get("grading_mode") in mcqa.GRADING_MODES
+    ):
         return mcqa.VERIFIER
     if tool_use.TOOL_NAME in _tool_names(task):
         return tool_use.VERIFIER

@@ -33,6 +33,28 @@ class VerifierError(Exception):
     """A verifier cannot be loaded or cannot grade a row (bad data, bad result, bad file)."""
 
 
+class VerifierFailure(VerifierError):
+    """A verifier could not reach a verdict on this row: the rollout is a failure, not a 0.
+
+    ``failure_class`` names the reason (``verifier_timeout``, ``judge_failed``, ...). The
+    resources server answers ``/verify`` with :meth:`as_result` (HTTP 200), NeMo Gym's
+    convention, so the row is routed to the failures sidecar instead of scoring 0.0.
+    """
+
+    def __init__(self, failure_class: str, message: str) -> None:
+        super().__init__(f"{failure_class}: {message}")
+        self.failure_class = failure_class
+        self.failure_message = message
+
+    def as_result(self) -> dict[str, Any]:
+        """The ``/verify`` answer for this failure."""
+        return {
+            "reward": 0.0,
+            "_ng_failure_class": self.failure_class,
+            "failure_message": self.failure_message,
+        }
+
+
 @dataclass(frozen=True)
 class Verifier:
     """A named verify function plus the tools (and their OpenAI specs) it offers the model."""
@@ -72,6 +94,30 @@ def final_text(response: dict[str, Any]) -> str:
     """
     _output_items(response)  # a malformed response is a VerifierError, not an empty answer
     return output_text(response)
+
+
+def joined_output_text(response: dict[str, Any]) -> str:
+    """Every ``output_text`` part of every message item, joined with no separator.
+
+    This is the OpenAI SDK's ``Response.output_text``, which NeMo Gym's math_with_judge and
+    mcqa servers grade (so text written before a tool call counts, unlike :func:`final_text`).
+    """
+    parts: list[str] = []
+    for item in _output_items(response):
+        if item.get("type", "message") != "message":
+            continue
+        content = item.get("content")
+        if isinstance(content, str):
+            parts.append(content)
+        elif isinstance(content, list):
+            parts.extend(
+                part["text"]
+                for part in content
+                if isinstance(part, dict)
+                and part.get("type") == "output_text"
+                and isinstance(part.get("text"), str)
+            )
+    return "".join(parts)
 
 
 def function_calls(response: dict[str, Any]) -> list[dict[str, Any]]:

@@ -1,26 +1,29 @@
-"""``tool_use``: NeMo Gym's single-tool-call ``get_weather`` example, made checkable.
+"""``tool_use``: NeMo Gym's ``example_single_tool_call`` (``get_weather``), and a checked variant.
 
 The task offers the model a ``get_weather`` function (``city`` parameter) in
-``responses_create_params.tools``; the resources server runs the tool, and the agent feeds the
+``responses_create_params.tools``; the resources server runs the tool and the agent feeds the
 result back to the model, which then answers in words.
 
 Tool: ``get_weather({"city": ...})`` returns ``{"city", "weather_description"}`` like NeMo Gym's
 example server, but the weather is derived from the city's name (same city, same weather, any
-run) instead of always "cold", so the answer can be checked against it.
+run) instead of always "cold", so an answer can be checked against it.
 
-Verify. NeMo Gym's example gives 1.0 when the output holds any ``get_weather`` function call.
-rollsweep checks the whole step:
+Reference: NeMo Gym's ``example_single_tool_call`` server, whose ``verify()`` returns 1.0 for
+every rollout, whatever the model did (it demonstrates the plumbing, not a task). rollsweep
+gives that reward to rows of that environment, deliberately, so rewards and means match NeMo
+Gym's; such a reward says nothing about the model. Grading modes (row field ``grading_mode``):
 
-- with an ``expected_city`` field: 1.0 when the model called ``get_weather`` with that city
-  (case, accents, spacing and a ", Country" suffix ignored) **and** the final answer mentions
-  the weather condition the tool returned for it (e.g. "rainy") and no other condition (so
-  listing every kind of weather does not pass); otherwise 0.0;
-- without ``expected_city`` (NeMo Gym's data): NeMo Gym's rule, 1.0 when ``get_weather`` was
-  called at all.
+- ``nemo_gym`` (default without ``expected_city``): 1.0 for any rollout, as NeMo Gym, except
+  an empty one (no text and no function call) scores 0.0 like under every bundled verifier;
+- ``called_tool``: 1.0 when the model called ``get_weather`` at all;
+- ``checked`` (default with ``expected_city``; the bundled data): 1.0 when the model called
+  ``get_weather`` with that city (case, accents, spacing and a ", Country" suffix ignored)
+  **and** the final answer names the weather condition the tool returned for it (e.g.
+  "rainy") and no other one (so listing every kind of weather does not pass).
 
-Details: ``called_tool`` (bool), ``called_cities`` (the ``city`` arguments, in order),
-``expected_city``, ``mentions_result`` (bool or None when there is no expected city) and
-``extracted_answer`` (the city of the matching call, or None).
+Details: ``grading_mode``, ``called_tool`` (bool), ``called_cities`` (the ``city`` arguments,
+in order), ``expected_city``, ``mentions_result`` (bool, or None outside ``checked``) and
+``extracted_answer`` (the city of the matching call, else of the last call, or None).
 """
 
 from __future__ import annotations
@@ -94,8 +97,11 @@ def mentions_condition(text: str, condition: str) -> bool:
     return named == {condition}
 
 
+GRADING_MODES = ("nemo_gym", "called_tool", "checked")
+
+
 def verify_tool_use(task: dict[str, Any], response: dict[str, Any]) -> dict[str, Any]:
-    """1.0 for the right get_weather call and an answer that reports its result (see module)."""
+    """The reward of the row's grading mode (see the module docstring)."""
     calls = [c for c in function_calls(response) if c["name"] == TOOL_NAME]
     cities = [
         c["arguments"].get("city")
@@ -103,29 +109,32 @@ def verify_tool_use(task: dict[str, Any], response: dict[str, Any]) -> dict[str,
         if c["arguments"] is not None and isinstance(c["arguments"].get("city"), str)
     ]
     expected = task.get("expected_city")
-    if expected is None:
-        return {
-            "reward": 1.0 if calls else 0.0,
-            "called_tool": bool(calls),
-            "called_cities": cities,
-            "expected_city": None,
-            "mentions_result": None,
-            "extracted_answer": cities[-1] if cities else None,
-        }
+    mode = task.get("grading_mode") or ("nemo_gym" if expected is None else "checked")
+    if mode not in GRADING_MODES:
+        raise VerifierError(
+            f"unknown tool_use grading_mode {mode!r} (known: {', '.join(GRADING_MODES)})"
+        )
+    result: dict[str, Any] = {
+        "grading_mode": mode,
+        "called_tool": bool(calls),
+        "called_cities": cities,
+        "expected_city": expected,
+        "mentions_result": None,
+        "extracted_answer": cities[-1] if cities else None,
+    }
+    if mode == "nemo_gym":
+        empty = not function_calls(response) and not final_text(response).strip()
+        return {"reward": 0.0 if empty else 1.0, **result}
+    if mode == "called_tool":
+        return {"reward": 1.0 if calls else 0.0, **result}
     if not isinstance(expected, str) or not normalize_city(expected):
-        raise VerifierError(f"expected_city must be a city name, got {expected!r}")
+        raise VerifierError(f"the checked mode needs expected_city, a city name, got {expected!r}")
     wanted = normalize_city(expected)
     matching = [city for city in cities if normalize_city(city) == wanted]
     condition, _ = weather_for(expected)
     mentions = mentions_condition(final_text(response), condition)
-    return {
-        "reward": 1.0 if matching and mentions else 0.0,
-        "called_tool": bool(calls),
-        "called_cities": cities,
-        "expected_city": expected,
-        "mentions_result": mentions,
-        "extracted_answer": matching[-1] if matching else None,
-    }
+    result.update(mentions_result=mentions, extracted_answer=matching[-1] if matching else None)
+    return {"reward": 1.0 if matching and mentions else 0.0, **result}
 
 
 VERIFIER = Verifier(
