@@ -184,3 +184,30 @@ def test_seed_failure_mining_with_jq(tmp_path, sim_config):
     assert int(shell("wc -l < failures.jsonl").stdout) == low
     first = shell("head -1 failures.jsonl | jq '.output'")
     assert first.returncode == 0 and first.stdout.startswith('"')
+
+
+def test_a_verifier_timeout_is_a_failure_not_a_zero(tmp_path, sim_config):
+    """math-verify past its time limit: the rollout goes to the sidecar as verifier_timeout."""
+    slow = r"\frac{(3-\sqrt{3})(2-\sqrt{3})^{2016}+(3+\sqrt{3})(2+\sqrt{3})^{2016}}{2}"
+    tasks = tmp_path / "tasks.jsonl"
+    rows = [
+        {
+            "responses_create_params": {"input": "Compute it; answer in \\boxed{}."},
+            "expected_answer": slow,
+            "verifier": "math",
+            "library_verifier_timeout_seconds": 0.5,
+        },
+        {
+            "responses_create_params": {"input": "What is 2 + 2? Answer in \\boxed{}."},
+            "expected_answer": "4",
+            "verifier": "math",
+        },
+    ]
+    tasks.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    out = tmp_path / "out.jsonl"
+    result = collect(sim_config, tasks, out, "+max_failure_rate=1")
+    assert result.returncode == 0, result.stderr
+    assert [row["_ng_task_index"] for row in read_rows(out)] == [1]
+    failures = read_rows(tmp_path / "out_failures.jsonl")
+    assert [(f["_ng_task_index"], f["error_kind"]) for f in failures] == [(0, "verifier_timeout")]
+    assert "0.5" in failures[0]["message"]

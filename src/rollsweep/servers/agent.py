@@ -16,7 +16,7 @@ import httpx
 from fastapi import FastAPI, HTTPException, Request
 from pydantic import BaseModel, Field
 
-from rollsweep.protocol import TASK_INDEX_KEY, rollout_seed, with_seed
+from rollsweep.protocol import FAILURE_CLASS_KEY, TASK_INDEX_KEY, rollout_seed, with_seed
 from rollsweep.servers.conversion import output_text
 
 
@@ -126,8 +126,14 @@ async def run_rollout(
         {**task, "response": final, "session_id": session_id},
     )
     reward = verdict.pop("reward")
+    # a verifier that reached no verdict (timeout, unreachable judge) marks the row the way
+    # NeMo Gym does, so the collector sends it to the failures sidecar, not into the mean
+    failure = {
+        key: verdict.pop(key) for key in (FAILURE_CLASS_KEY, "failure_message") if key in verdict
+    }
     return {
         **task,
+        **failure,
         "reward": reward,
         "output": output_text(final),
         "response": final,
