@@ -461,3 +461,16 @@ def test_config_label_and_param_columns():
         summarize([({"mean": 1}, frame)])
     summary = summarize([({"tools": ["a", "b"]}, frame)])
     assert summary.item(0, "tools") == '["a", "b"]'
+
+
+def test_config_label_matches_the_configuration_directory():
+    """A boolean grid value is spelled as in the directory name (`flag~true`), not `True`."""
+    from rollsweep.aggregate import config_label
+    from rollsweep.pipeline import ExperimentConfig, configurations
+
+    experiment = ExperimentConfig(
+        input="tasks.jsonl",
+        grid={"responses_create_params.parallel_tool_calls": [True, False], "agent_name": ["a"]},
+    )
+    for point in configurations("x", experiment):
+        assert config_label(point.params) == point.label

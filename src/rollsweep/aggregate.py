@@ -92,7 +92,9 @@ def config_label(params: Mapping[str, Any]) -> str:
 
 
 def _scalar_text(value: Any) -> str:
-    if isinstance(value, str | int | float | bool) or value is None:
+    if isinstance(value, bool):  # as the configuration's directory is named (YAML's spelling)
+        return str(value).lower()
+    if isinstance(value, str | int | float) or value is None:
         return str(value)
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
