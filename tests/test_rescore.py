@@ -316,3 +316,36 @@ def test_nemo_gym_main_rows_with_verifier_metadata_rescore_the_same(tmp_path: Pa
     for shipped, row in zip(read(NEMO_GYM_IF), read(tmp_path / "fraction_out.jsonl"), strict=True):
         verdicts = shipped["follow_instruction_list"]
         assert row["reward"] == pytest.approx(sum(verdicts) / len(verdicts))
+
+
+def test_a_row_without_verdict_goes_to_the_sidecar_not_to_zero(tmp_path: Path) -> None:
+    """math-verify past its limit on one row: that row is listed in the sidecar and left out."""
+    slow = r"\frac{(3-\sqrt{3})(2-\sqrt{3})^{2016}+(3+\sqrt{3})(2+\sqrt{3})^{2016}}{2}"
+
+    def rollout(index: int, expected: str, answer: str, **extra) -> dict:
+        message = {
+            "type": "message",
+            "role": "assistant",
+            "content": [{"type": "output_text", "text": answer}],
+        }
+        return {
+            "expected_answer": expected,
+            "responses_create_params": {"input": "q"},
+            "response": {"output": [message]},
+            "reward": 1.0,
+            "_ng_task_index": index,
+            "_ng_rollout_index": 0,
+            **extra,
+        }
+
+    source = tmp_path / "rollouts.jsonl"
+    rows = [
+        rollout(0, "4", r"\boxed{4}"),
+        rollout(1, slow, rf"\boxed{{{slow}}}", library_verifier_timeout_seconds=0.3),
+    ]
+    source.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    result = rescore(source, "math", tmp_path / "out.jsonl")
+    assert [row["_ng_task_index"] for row in read(tmp_path / "out.jsonl")] == [0]
+    failures = read(tmp_path / "out_failures.jsonl")
+    assert [(f["_ng_task_index"], f["error_kind"]) for f in failures] == [(1, "verifier_timeout")]
+    assert "1 rows reached no verdict [verifier_timeout 1]" in result.report()

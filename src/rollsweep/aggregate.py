@@ -35,6 +35,7 @@ import polars as pl
 
 from rollsweep.errors import UsageError
 from rollsweep.jsonl import atomic_output, iter_jsonl
+from rollsweep.protocol import failures_path_for
 
 #: Bytes read per block by the JSONL reader: bounds memory whatever the file size.
 READ_BLOCK_BYTES = 16 << 20
@@ -307,12 +308,6 @@ def _line_of_row(path: str | os.PathLike[str], row: int) -> int | None:
                 if seen == row:
                     return number
     return None
-
-
-def failures_sidecar(rollouts_path: str | os.PathLike[str]) -> Path:
-    """Where the collector puts infrastructure failures: ``<stem>_failures.jsonl`` beside."""
-    path = Path(rollouts_path)
-    return path.with_name(f"{path.stem}_failures.jsonl")
 
 
 def count_failures(
@@ -882,7 +877,7 @@ def write_experiment_outputs(
     items = []
     for params, rollouts_path, sidecar in configs:
         frame = load_rollouts(rollouts_path)
-        sidecar_path = sidecar if sidecar is not None else failures_sidecar(rollouts_path)
+        sidecar_path = sidecar if sidecar is not None else failures_path_for(rollouts_path)
         items.append(ConfigRollouts(dict(params), frame, count_failures(sidecar_path, frame)))
     summary = summarize(
         items,

@@ -51,7 +51,9 @@ from rollsweep.protocol import (
     NO_PERSIST_KEY,
     ROLLOUT_INDEX_KEY,
     TASK_INDEX_KEY,
+    aggregate_metrics_path_for,
     derive_seed,
+    failures_path_for,
     with_seed,
 )
 from rollsweep.rows import validate_task
@@ -541,15 +543,6 @@ class CollectResult:
             f"{self.n_rows} rollouts, mean reward {self.mean_reward:.3f}, {failures}, "
             f"{self.n_retries} retries{resumed}{dropped}, {self.wall_s:.1f} s -> {self.output}"
         )
-
-
-def failures_path_for(output: Path) -> Path:
-    return output.with_name(f"{output.stem}_failures.jsonl")
-
-
-def aggregate_metrics_path_for(output: Path) -> Path:
-    """Where NeMo Gym's collector writes what the agent's ``/aggregate_metrics`` answered."""
-    return output.with_name(f"{output.stem}_aggregate_metrics.json")
 
 
 def failure_message(result: dict[str, Any]) -> str:

@@ -20,6 +20,7 @@ from typing import Any
 
 from rollsweep.errors import UsageError
 from rollsweep.jsonl import atomic_output, dumps, iter_jsonl
+from rollsweep.protocol import failures_path_for
 from rollsweep.rows import finite_number, plain_int
 
 #: Keys a rollout adds to its task row; the verifier sees the row without them (the task as
@@ -64,6 +65,9 @@ class RescoreResult:
     after: Counter[float] = field(default_factory=Counter)
     changed: list[ChangedRow] = field(default_factory=list)
     n_errors: int = 0
+    #: rows on which the verifier reached no verdict (timeout, judge unreachable): not rescored,
+    #: listed in the failures sidecar beside the output
+    failures: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def n_changed(self) -> int:
@@ -80,6 +84,13 @@ class RescoreResult:
         ]
         if self.n_errors:
             lines.append(f"{self.n_errors} rows failed in the verifier and scored 0.0")
+        if self.failures:
+            kinds = Counter(failure["error_kind"] for failure in self.failures)
+            shown = ", ".join(f"{kind} {n}" for kind, n in sorted(kinds.items()))
+            lines.append(
+                f"{len(self.failures)} rows reached no verdict [{shown}]: left out, listed in "
+                f"{failures_path_for(self.output_path)}"
+            )
         lines.append("")
         lines.append(format_changed(self.changed, max_listed=max_listed))
         lines.append(f"-> {self.output_path}")
@@ -112,7 +123,7 @@ def rescore(
     nothing is written) or ``zero`` (the row scores 0.0, the error goes in ``verification``).
     """
     from rollsweep.verifiers import load_verifier
-    from rollsweep.verifiers.base import VerifierError, normalize_result
+    from rollsweep.verifiers.base import VerifierError, VerifierFailure, normalize_result
 
     if on_error not in ("fail", "zero"):
         raise ValueError(f"on_error must be 'fail' or 'zero', got {on_error!r}")
@@ -143,6 +154,19 @@ def rescore(
                 verdict = normalize_result(
                     load_verifier(verifier_spec).verify(task_of(row), response)
                 )
+            except VerifierFailure as failure:
+                # no verdict is not a verdict of 0: the row goes to the sidecar, as in collection
+                result.failures.append(
+                    {
+                        "_ng_task_index": row.get("_ng_task_index"),
+                        "_ng_rollout_index": row.get("_ng_rollout_index"),
+                        "task_id": row.get("task_id"),
+                        "line": line,
+                        "error_kind": failure.failure_class,
+                        "message": failure.failure_message,
+                    }
+                )
+                continue
             except VerifierError as error:
                 if on_error == "fail":
                     raise UsageError(
@@ -173,6 +197,13 @@ def rescore(
                         after=after,
                     )
                 )
+    sidecar = failures_path_for(target)
+    if result.failures:
+        with atomic_output(sidecar) as handle:
+            for failure in result.failures:
+                handle.write(dumps(failure))
+    else:
+        sidecar.unlink(missing_ok=True)
     return result
 
 
