@@ -186,8 +186,12 @@ def test_seed_failure_mining_with_jq(tmp_path, sim_config):
     assert first.returncode == 0 and first.stdout.startswith('"')
 
 
-def test_a_verifier_timeout_is_a_failure_not_a_zero(tmp_path, sim_config):
+def test_a_verifier_timeout_is_a_failure_not_a_zero(tmp_path):
     """math-verify past its time limit: the rollout goes to the sidecar as verifier_timeout."""
+    # a policy that is always wrong, so the slow expression always reaches math-verify's compare
+    sim_config = write_stack_config(
+        tmp_path / "stack.yaml", peak_reward=0.0, curvature=0.0, task_spread=0.0
+    )
     slow = r"\frac{(3-\sqrt{3})(2-\sqrt{3})^{2016}+(3+\sqrt{3})(2+\sqrt{3})^{2016}}{2}"
     tasks = tmp_path / "tasks.jsonl"
     rows = [
@@ -208,6 +212,7 @@ def test_a_verifier_timeout_is_a_failure_not_a_zero(tmp_path, sim_config):
     result = collect(sim_config, tasks, out, "+max_failure_rate=1")
     assert result.returncode == 0, result.stderr
     assert [row["_ng_task_index"] for row in read_rows(out)] == [1]
+    assert read_rows(out)[0]["reward"] == 0.0  # a wrong answer that math-verify did decide
     failures = read_rows(tmp_path / "out_failures.jsonl")
     assert [(f["_ng_task_index"], f["error_kind"]) for f in failures] == [(0, "verifier_timeout")]
     assert "0.5" in failures[0]["message"]

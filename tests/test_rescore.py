@@ -341,7 +341,7 @@ def test_a_row_without_verdict_goes_to_the_sidecar_not_to_zero(tmp_path: Path) -
     source = tmp_path / "rollouts.jsonl"
     rows = [
         rollout(0, "4", r"\boxed{4}"),
-        rollout(1, slow, rf"\boxed{{{slow}}}", library_verifier_timeout_seconds=0.3),
+        rollout(1, slow, rf"\boxed{{1+{slow}}}", library_verifier_timeout_seconds=0.3),
     ]
     source.write_text("".join(json.dumps(row) + "\n" for row in rows))
     result = rescore(source, "math", tmp_path / "out.jsonl")
