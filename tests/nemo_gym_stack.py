@@ -6,6 +6,7 @@ The NeMo Gym venv and the per-server venvs live in a cache (``~/.cache/rollsweep
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
@@ -22,6 +23,8 @@ CACHE = Path(os.environ.get("ROLLSWEEP_NG_CACHE", Path.home() / ".cache" / "roll
 NG_VENV = Path(os.environ.get("NG_VENV", CACHE / "nemo-gym-0.4.0"))
 NG_WORK = CACHE / "ngwork"
 MCQA = "resources_servers/mcqa/configs/mcqa.yaml"
+#: the open lock file while this session's stack runs
+_LOCK: list = []
 TOOL_CALL = "resources_servers/example_single_tool_call/configs/example_single_tool_call.yaml"
 
 
@@ -43,9 +46,16 @@ class NemoGym:
 
 
 def start_nemo_gym(policy_base_url: str, head_port: int) -> NemoGym:
-    """``stack.sh up`` with the mcqa and example_single_tool_call environments; fails loudly."""
+    """``stack.sh up`` with the mcqa and example_single_tool_call environments; fails loudly.
+
+    The work directory (and its per-server venvs) is shared by every test session on the
+    machine, so a session holds a lock on it until ``stop_nemo_gym``: a second one waits.
+    """
     if not STACK_SH.exists():
         raise AssertionError(f"{STACK_SH} is missing: the NeMo Gym tests need shared/nemo-gym")
+    NG_WORK.mkdir(parents=True, exist_ok=True)
+    _LOCK.append(open(CACHE / "ngwork.lock", "w"))  # noqa: SIM115 - held until stop_nemo_gym
+    fcntl.flock(_LOCK[-1], fcntl.LOCK_EX)
     env = {**os.environ, "NG_VENV": str(NG_VENV)}
     up = subprocess.run(
         [
@@ -74,6 +84,8 @@ def start_nemo_gym(policy_base_url: str, head_port: int) -> NemoGym:
 
 def stop_nemo_gym() -> None:
     subprocess.run(["bash", str(STACK_SH), "down", str(NG_WORK)], timeout=120, check=False)
+    while _LOCK:
+        _LOCK.pop().close()  # closing releases the flock
 
 
 def read_jsonl(path: Path) -> list[dict]:

@@ -4,24 +4,10 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 
 import httpx
 import psutil
-from conftest import read_rows, run_cli, start_ng_run, write_tasks
-
-
-def wait_gone(pids: list[int], timeout: float = 10.0) -> list[int]:
-    deadline = time.monotonic() + timeout
-    alive = pids
-    while alive and time.monotonic() < deadline:
-        alive = [
-            pid
-            for pid in alive
-            if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-        ]
-        time.sleep(0.1)
-    return alive
+from conftest import read_rows, run_cli, start_ng_run, wait_gone, write_tasks
 
 
 def test_collector_uses_the_running_stack_and_sigterm_stops_all(tmp_path, sim_config):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import json
 import signal
 import socket
@@ -19,6 +18,7 @@ from typing import Any
 
 import httpx
 
+from rollsweep.children import die_with_parent
 from rollsweep.config import StackConfig
 from rollsweep.errors import ServerUnavailable
 from rollsweep.protocol import (
@@ -31,13 +31,6 @@ from rollsweep.protocol import (
 START_TIMEOUT_S = 120.0
 #: Where a workflow tells its collection jobs about the head server it started.
 HEAD_URL_ENV = "ROLLSWEEP_HEAD_URL"
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
-    """Ask Linux to SIGTERM this child when its parent dies, even by kill -9: no orphans."""
-    with contextlib.suppress(Exception):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def bind_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
@@ -108,7 +101,7 @@ class Stack:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             pass_fds=(sock.fileno(),),
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         log.close()
         sock.close()

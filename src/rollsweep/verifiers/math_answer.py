@@ -54,6 +54,7 @@ import queue
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -195,10 +196,27 @@ def _rounding_only(gold: Any, pred: Any, sympy: Any) -> bool:
     return abs(sympy.N(difference, 50)) > sympy.Float("1e-40")
 
 
+def _exit_with_parent(every_s: float = 0.2) -> None:
+    """Exit as soon as the server that started this worker is gone, even mid-computation.
+
+    (Closed pipes end the request loop only between rows; PR_SET_PDEATHSIG would fire when the
+    server's *thread* that started the worker ends, which its thread pool does when idle.)
+    """
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every_s)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def _worker_main() -> None:
     """Answer one JSON request per stdin line on the original stdout, until stdin closes."""
     import logging
 
+    _exit_with_parent()
     channel = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)  # a stray print from a library must not corrupt the replies
     logging.getLogger("math_verify").setLevel(logging.CRITICAL)
