@@ -1,5 +1,4 @@
 # One job per shard (configuration x repeat shard x task chunk), then a merge per configuration.
-from rollsweep.pipeline import collect_command
 
 
 rule collect_shard:
@@ -18,11 +17,8 @@ rule collect_shard:
         mem_mb=2048,
         cpus_per_task=1,
     params:
-        command=lambda w, output: collect_command(
-            PIPELINE,
-            find_configuration(PIPELINE, w.experiment, w.config),
-            shard_by_name(PIPELINE.experiments[w.experiment], w.shard),
-            output[0],
+        command=lambda w, output: PLANS[w.experiment].collect_command(
+            w.config, w.shard, output[0]
         ),
     shell:
         "{params.command} > {log} 2>&1"
