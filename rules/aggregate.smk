@@ -3,7 +3,7 @@
 
 rule aggregate:
     input:
-        lambda w: configuration_rollouts(w.experiment),
+        lambda w: PLANS[w.experiment].rollouts,
     output:
         **{
             name.replace(".", "_"): f"{RESULTS}/{{experiment}}/{name}"

@@ -1,5 +1,4 @@
 # One job per shard (configuration x repeat shard x task chunk), then a merge per configuration.
-from rollsweep.pipeline import collect_command, configuration_identity_hash
 
 
 rule collect_shard:
@@ -20,12 +19,9 @@ rule collect_shard:
     params:
         # what shapes these rollouts (stack config of the agent, model file, verifier code, task
         # file, sampling, seed): when it changes, Snakemake reruns the shard
-        identity=lambda w: configuration_identity_hash(PIPELINE, w.experiment, w.config),
-        command=lambda w, output: collect_command(
-            PIPELINE,
-            find_configuration(PIPELINE, w.experiment, w.config),
-            shard_by_name(PIPELINE.experiments[w.experiment], w.shard),
-            output[0],
+        identity=lambda w: PLANS[w.experiment].identity(w.config),
+        command=lambda w, output: PLANS[w.experiment].collect_command(
+            w.config, w.shard, output[0]
         ),
     shell:
         "{params.command} > {log} 2>&1"

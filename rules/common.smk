@@ -2,13 +2,7 @@
 import sys
 
 from rollsweep.errors import UsageError
-from rollsweep.pipeline import (
-    experiment_rollouts,
-    find_configuration,
-    load_pipeline_config,
-    shard_by_name,
-    shards,
-)
+from rollsweep.pipeline import ExperimentPlan, load_pipeline_config
 
 CONFIG_SOURCE = ", ".join(str(path) for path in workflow.configfiles) or "config"
 try:
@@ -20,6 +14,8 @@ validate(config, "../config/schema.yaml")
 
 RESULTS = PIPELINE.results_dir
 EXPERIMENTS = list(PIPELINE.experiments)
+# each experiment's configurations and shards, computed once (on first use) for all its jobs
+PLANS = {name: ExperimentPlan(PIPELINE, name) for name in EXPERIMENTS}
 AGGREGATE_FILES = [
     "summary.csv",
     "summary.parquet",
@@ -38,16 +34,8 @@ wildcard_constraints:
     shard=r"r\d+-c\d+",
 
 
-def configuration_rollouts(experiment):
-    return [path for _, path in experiment_rollouts(PIPELINE, experiment)]
-
-
 def shard_files(wildcards):
-    experiment = PIPELINE.experiments[wildcards.experiment]
-    return [
-        f"{RESULTS}/{wildcards.experiment}/{wildcards.config}/shards/{shard.name}.jsonl"
-        for shard in shards(experiment)
-    ]
+    return PLANS[wildcards.experiment].shard_files(wildcards.config)
 
 
 def rescore_verifier_file(experiment):
@@ -70,8 +58,6 @@ def all_targets():
         if PIPELINE.experiments[experiment].rescore_with:
             targets += [
                 f"{RESULTS}/{experiment}/rescored/{label}/report.txt"
-                for label in (
-                    c.label for c, _ in experiment_rollouts(PIPELINE, experiment)
-                )
+                for label in PLANS[experiment].configurations
             ]
     return targets

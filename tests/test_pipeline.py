@@ -210,3 +210,35 @@ def test_chunked_and_sharded_collection_equals_one_run(tmp_path):
     )
     assert run.returncode == 0, run.stderr
     assert [without_timing(r) for r in merged] == [without_timing(r) for r in read_rows(single)]
+
+
+def test_experiment_plan_names_every_shard_and_command_once(tmp_path):
+    """The plan Snakemake's input and params functions read: every grid point by label, every
+    shard by name (the task file counted once), and each shard's own command line."""
+    from rollsweep.pipeline import ExperimentPlan, load_pipeline_config
+
+    tasks = write_tasks(tmp_path / "tasks.jsonl", 7)
+    stack = write_stack_config(tmp_path / "stack.yaml")
+    grid = {"responses_create_params.temperature": [0.1, 0.5], "agent_name": ["my_agent"]}
+    config = {
+        "stack_config": [str(stack)],
+        "results_dir": "out",
+        "experiments": {
+            "x": {"input": str(tasks), "num_repeats": 3, "tasks_per_chunk": 3, "grid": grid}
+        },
+    }
+    plan = ExperimentPlan(load_pipeline_config(config), "x")
+    labels = ["temperature~0.1/agent_name~my_agent", "temperature~0.5/agent_name~my_agent"]
+    assert list(plan.configurations) == labels
+    assert plan.rollouts == [f"out/x/{label}/rollouts.jsonl" for label in labels]
+    names = [f"r{r}-c{c}" for r in range(3) for c in (0, 3, 6)]
+    assert list(plan.shards) == names
+    tasks.unlink()  # counted once: planning more jobs does not read the file again
+    assert plan.shard_files(labels[1]) == [f"out/x/{labels[1]}/shards/{n}.jsonl" for n in names]
+
+    command = plan.collect_command(labels[1], "r2-c6", "shard.jsonl")
+    assert "+responses_create_params.temperature=0.5" in command
+    assert "+first_repeat=2" in command and "+num_repeats=1" in command
+    assert "+task_start=6" in command and "+task_stop=7" in command
+    with pytest.raises(KeyError, match=r"x/temperature~0\.9"):
+        plan.collect_command("temperature~0.9/agent_name~my_agent", "r0-c0", "shard.jsonl")

@@ -15,6 +15,7 @@ import json
 import shlex
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -176,22 +177,6 @@ def configurations(name: str, experiment: ExperimentConfig) -> list[Configuratio
     return points
 
 
-def find_configuration(pipeline: PipelineConfig, experiment: str, label: str) -> Configuration:
-    for configuration in configurations(experiment, pipeline.experiments[experiment]):
-        if configuration.label == label:
-            return configuration
-    raise KeyError(f"{experiment}/{label}")
-
-
-def configuration_identity_hash(pipeline: PipelineConfig, experiment: str, label: str) -> str:
-    """The hash of what shapes one configuration's rollouts (rollsweep.identity): the
-    collection rule's param, so that Snakemake reruns exactly what a change touches."""
-    from rollsweep.identity import configuration_identity, identity_hash
-
-    values = find_configuration(pipeline, experiment, label).values
-    return identity_hash(configuration_identity(pipeline, experiment, values))
-
-
 def count_tasks(path: str | Path, limit: int | None) -> int:
     """Non-blank lines of a task file, up to ``limit`` (cheap: no JSON parsing)."""
     count = 0
@@ -231,11 +216,61 @@ def shards(experiment: ExperimentConfig) -> list[Shard]:
     return [Shard(r0, rn, c0, c1) for r0, rn in repeats for c0, c1 in chunks]
 
 
-def shard_by_name(experiment: ExperimentConfig, name: str) -> Shard:
-    for shard in shards(experiment):
-        if shard.name == name:
-            return shard
-    raise KeyError(name)
+class ExperimentPlan:
+    """One experiment's configurations (by label) and shards (by name), each computed once.
+
+    Snakemake's input and params functions ask for them once per job; recomputing the grid
+    (or recounting the task file) on every call made planning a big grid quadratic. Nothing is
+    computed until asked, so a missing task file fails only the experiments that need it.
+    """
+
+    def __init__(self, pipeline: PipelineConfig, name: str) -> None:
+        self.pipeline = pipeline
+        self.name = name
+        self.experiment = pipeline.experiments[name]
+        self.identities: dict[str, str] = {}  # label -> identity hash, computed when first asked
+
+    @cached_property
+    def configurations(self) -> dict[str, Configuration]:
+        """Label -> configuration, in the grid's order."""
+        return {point.label: point for point in configurations(self.name, self.experiment)}
+
+    @cached_property
+    def shards(self) -> dict[str, Shard]:
+        """Name -> shard, in collection order."""
+        return {shard.name: shard for shard in shards(self.experiment)}
+
+    @cached_property
+    def rollouts(self) -> list[str]:
+        """The merged rollouts file of each configuration, in the grid's order."""
+        root = f"{self.pipeline.results_dir}/{self.name}"
+        return [f"{root}/{label}/rollouts.jsonl" for label in self.configurations]
+
+    def shard_files(self, label: str) -> list[str]:
+        """The shard files that merge into one configuration's rollouts."""
+        root = f"{self.pipeline.results_dir}/{self.name}/{label}/shards"
+        return [f"{root}/{name}.jsonl" for name in self.shards]
+
+    def identity(self, label: str) -> str:
+        """The hash of what shapes one configuration's rollouts (rollsweep.identity): the
+        collection rule's param, so that Snakemake reruns exactly what a change touches."""
+        from rollsweep.identity import configuration_identity, identity_hash
+
+        if label not in self.identities:
+            if label not in self.configurations:
+                raise KeyError(f"{self.name}/{label}")
+            values = self.configurations[label].values
+            document = configuration_identity(self.pipeline, self.name, values)
+            self.identities[label] = identity_hash(document)
+        return self.identities[label]
+
+    def collect_command(self, label: str, shard: str, output: str) -> str:
+        """The command that collects one shard of one configuration into ``output``."""
+        if label not in self.configurations:
+            raise KeyError(f"{self.name}/{label}")
+        return collect_command(
+            self.pipeline, self.configurations[label], self.shards[shard], output
+        )
 
 
 def collect_command(
@@ -311,15 +346,6 @@ def merge_shards(shard_paths: list[str | Path], output: str | Path) -> int:
             previous = key
             written += 1
     return written
-
-
-def experiment_rollouts(pipeline: PipelineConfig, name: str) -> list[tuple[Configuration, str]]:
-    """Each configuration of an experiment with the path of its merged rollouts file."""
-    root = pipeline.results_dir
-    return [
-        (configuration, f"{root}/{name}/{configuration.label}/rollouts.jsonl")
-        for configuration in configurations(name, pipeline.experiments[name])
-    ]
 
 
 def aggregate_experiment(
@@ -403,6 +429,7 @@ def write_json(path: str | Path, payload: Any) -> None:
 __all__ = [
     "Configuration",
     "ExperimentConfig",
+    "ExperimentPlan",
     "PipelineConfig",
     "aggregate_experiment",
     "collect_command",
