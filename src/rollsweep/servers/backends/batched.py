@@ -19,6 +19,7 @@ from typing import Any
 
 import llama_cpp as lc
 from llama_cpp import _internals as internals
+from llama_cpp._logger import set_verbose
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 #: llama-cpp-python's chat completion defaults, kept so the text matches what its
@@ -252,6 +253,7 @@ class BatchedRuntime:
         n_batch: int,
         flash_attn: bool,
     ) -> None:
+        set_verbose(False)  # llama.cpp's load and graph logs: errors only
         self.model = internals.LlamaModel(
             path_model=str(path), params=lc.llama_model_default_params(), verbose=False
         )
