@@ -43,8 +43,11 @@ class EmbeddedSettings(StrictModel):
     #: requests each context decodes together (continuous batching, one llama_decode a step);
     #: a request's text does not depend on which others share its batch
     n_parallel: int = Field(default=4, gt=0)
-    #: tokens one decode step may carry (running requests' next tokens plus prompt chunks)
+    #: prompt tokens one decode step may carry (longer prompts are fed in chunks this long)
     n_batch: int = Field(default=256, gt=0)
+    #: llama.cpp's flash attention; off by default: the text then matches what earlier
+    #: versions of the embedded backend (one request per context) gave for the same seed
+    flash_attn: bool = False
 
 
 class OpenAISettings(StrictModel):

@@ -144,7 +144,10 @@ class BatchedEngine:
                     job = self.jobs.get(block=idle)
                 except queue.Empty:
                     break
-                if job is None:
+                if job is None:  # the runtime is closing
+                    for busy in self.slots:
+                        if busy.job is not None:
+                            self._finish(busy, RuntimeError("the model server is closing"))
                     return
                 self._admit(slot, job)
             try:

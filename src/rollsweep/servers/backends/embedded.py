@@ -85,9 +85,9 @@ def _or(value: Any, default: float) -> float:
 class EmbeddedBackend:
     """Batched llama.cpp contexts over one GGUF file (see :mod:`.batched`).
 
-    Every request gets a fresh KV cache of its own and its own seeded sampler, and llama.cpp's
-    flash attention over per-request KV streams computes each request's rows alike whatever
-    else is in the batch, so the text depends only on the request and its seed.
+    Every request gets a fresh KV cache stream of its own and its own seeded sampler, and the
+    schedule gives its rows the same shapes whatever else is in the batch, so the text depends
+    only on the request and its seed (and matches the one-request-per-context backend).
     """
 
     def __init__(self, settings: EmbeddedSettings) -> None:
@@ -105,7 +105,7 @@ class EmbeddedBackend:
             n_ctx=settings.n_ctx,
             n_threads=settings.n_threads,
             n_batch=settings.n_batch,
-            flash_attn=True,
+            flash_attn=settings.flash_attn,
         )
 
     async def _run(self, chat: dict[str, Any]) -> dict[str, Any]:
