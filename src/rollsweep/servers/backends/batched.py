@@ -108,6 +108,7 @@ class BatchedEngine:
         self.batch = lc.llama_batch_init(self.n_batch, 0, 1)
         self.slots = [_Slot(seq=i) for i in range(n_parallel)]
         self.jobs = jobs
+        self.closing = threading.Event()
         self.thread = threading.Thread(target=self._loop, name="llama-batched", daemon=True)
         self.thread.start()
 
@@ -134,7 +135,7 @@ class BatchedEngine:
             job.future.set_result(result)
 
     def _loop(self) -> None:
-        while True:
+        while not self.closing.is_set():
             # take work only for free slots (another context may take the rest); block when idle
             for slot in self.slots:
                 if slot.job is not None:
@@ -145,17 +146,18 @@ class BatchedEngine:
                 except queue.Empty:
                     break
                 if job is None:  # the runtime is closing
-                    for busy in self.slots:
-                        if busy.job is not None:
-                            self._finish(busy, RuntimeError("the model server is closing"))
-                    return
+                    break
                 self._admit(slot, job)
             try:
                 self._step()
             except Exception as error:  # a failed decode fails the requests in it, not the server
-                for slot in self.slots:
-                    if slot.job is not None:
-                        self._finish(slot, error)
+                self._fail_all(error)
+        self._fail_all(RuntimeError("the model server is closing"))
+
+    def _fail_all(self, error: Exception) -> None:
+        for slot in self.slots:
+            if slot.job is not None:
+                self._finish(slot, error)
 
     def _step(self) -> None:
         batch, n = self.batch, 0
@@ -319,7 +321,9 @@ class BatchedRuntime:
         return job.future
 
     def close(self) -> None:
-        for _ in self.engines:
+        """Stop at the next step: running requests fail, idle threads wake on a None job."""
+        for engine in self.engines:
+            engine.closing.set()
             self.jobs.put(None)
         for engine in self.engines:
             engine.close()
