@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 
@@ -60,3 +61,60 @@ def test_embedded_model_is_reproducible_with_a_seed(tmp_path):
     first, second = (read_rows(out) for out in outs)
     assert [r["output"] for r in first] == [r["output"] for r in second]
     assert [r["response"]["id"] for r in first] == [r["response"]["id"] for r in second]
+
+
+def test_embedded_text_does_not_depend_on_what_shares_the_batch():
+    """Seeded requests give the same text alone, all at once, staggered and on a rerun.
+
+    One context decodes up to four requests together; the schedule keeps each request's
+    numbers independent of the others, which the kill -9 resume guarantee relies on.
+    """
+    from rollsweep.config import EmbeddedSettings
+    from rollsweep.servers.backends.embedded import EmbeddedBackend
+
+    prompts = [
+        "Explain why people like dogs.",
+        "What is 14 + 16 + 8? Put the final answer in \\boxed{}.",
+        "Write a haiku about rain.",
+        "Name three rivers in Europe and say where they flow.",
+        "What is 23 × 3?",
+    ]
+    bodies = [
+        {
+            "input": [{"role": "user", "content": prompt}],
+            "max_output_tokens": 40,
+            "temperature": 1.0,
+            "seed": 11 + index,
+        }
+        for index, prompt in enumerate(prompts)
+    ]
+    backend = EmbeddedBackend(EmbeddedSettings(n_instances=1, n_parallel=4))
+
+    def key(response: dict) -> tuple:
+        return response["id"], json.dumps(response["output"]), json.dumps(response["usage"])
+
+    async def late(index: int, body: dict) -> dict:
+        await asyncio.sleep(0.07 * index)  # arrive while the earlier ones are decoding
+        return await backend.respond(body)
+
+    async def scenarios() -> dict[str, list[tuple]]:
+        try:
+            alone = [key(await backend.respond(body)) for body in bodies]
+            together = await asyncio.gather(*(backend.respond(body) for body in bodies))
+            staggered = await asyncio.gather(*(late(i, body) for i, body in enumerate(bodies)))
+            reseeded = await backend.respond({**bodies[0], "seed": 99})
+            return {
+                "alone": alone,
+                "together": [key(r) for r in together],
+                "staggered": [key(r) for r in staggered],
+                "reseeded": [key(reseeded)],
+            }
+        finally:
+            await backend.aclose()
+
+    results = asyncio.run(scenarios())
+    assert results["together"] == results["alone"]
+    assert results["staggered"] == results["alone"]
+    assert len({text for _, text, _ in results["alone"]}) == len(prompts)
+    # the seed does reach the sampler: another seed, another text
+    assert results["reseeded"][0][1] != results["alone"][0][1]

