@@ -3,10 +3,13 @@
 Design points:
 - the input is validated in a first streaming pass, before any request, so bad input costs
   nothing and writes nothing;
-- at most ``num_samples_in_parallel`` rollouts are in flight (a fixed pool of workers fed by a
-  bounded queue), so memory does not grow with the number of rollouts;
+- at most ``num_samples_in_parallel`` rollouts are in flight (a fixed pool of workers that take
+  the next rollout from one shared generator), so memory does not grow with the number of
+  rollouts; requests go through httpx's types to aiohttp's pool (rollsweep.transport) on uvloop;
 - finished rows are appended to a checkpoint beside the output (not a Snakemake output, which
   would be deleted on failure); a rerun skips what the checkpoint holds;
+- ``+num_workers=N`` splits the unfinished rollouts into N contiguous task ranges, one worker
+  process each, each with a checkpoint part of its own; the parent merges all parts;
 - the output is written at the end from the checkpoint in task-major order (line i is task
   i // num_repeats, repeat i % num_repeats), aside and renamed, so it appears whole or not at all;
 - infrastructure failures (after retries) go to ``<stem>_failures.jsonl``, never into the output;
