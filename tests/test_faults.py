@@ -416,8 +416,8 @@ def test_kill_9_at_four_points_then_rerun_equals_an_uninterrupted_run(tmp_path, 
     stack = stack_of(config)
     agent_url = stack.agent_urls()["my_agent"]
     model_url = stack.urls()["model"]["sim"]
-    # rows of some kB, so that writing the output takes a moment to land a kill in
-    tasks = write_tasks(tmp_path / "tasks.jsonl", n_tasks, pad=5000)
+    # rows of ~20 kB (an 8 MB output), so that writing the output takes a moment to land a kill in
+    tasks = write_tasks(tmp_path / "tasks.jsonl", n_tasks, pad=20000)
     reference, out = tmp_path / "reference.jsonl", tmp_path / "out.jsonl"
     common = (
         f"+agent_url={agent_url}",

@@ -142,7 +142,13 @@ def head_identity(served: dict[str, Any], agent_name: str) -> str:
 
 def collect_command(args: list[str]) -> int:
     """``ng_collect_rollouts``: validate everything, find or start the servers, collect."""
-    from rollsweep.collector import Interrupted, check_reachable, collect, scan_tasks
+    from rollsweep.collector import (
+        Interrupted,
+        check_reachable,
+        collect,
+        run_async,
+        scan_tasks,
+    )
     from rollsweep.servers.stack import Stack
 
     def on_sigterm(signum: int, _frame: object) -> None:
@@ -165,17 +171,13 @@ def collect_command(args: list[str]) -> int:
         print(f"reading bundled {input_path}", file=sys.stderr)
     agent_url, target, stack_config = resolve_agent(settings)
     if agent_url is not None:
-        asyncio.run(check_reachable(agent_url))
-        result = asyncio.run(
-            collect(settings, scan, agent_url, target=target, agent_name=settings.agent_name)
-        )
+        run_async(check_reachable(agent_url))
+        result = collect(settings, scan, agent_url, target=target, agent_name=settings.agent_name)
     else:
         assert stack_config is not None and settings.agent_name is not None
         with Stack(stack_config, agents=[settings.agent_name]) as stack:
             url = stack.agent_urls()[settings.agent_name]
-            result = asyncio.run(
-                collect(settings, scan, url, target=target, agent_name=settings.agent_name)
-            )
+            result = collect(settings, scan, url, target=target, agent_name=settings.agent_name)
     print(result.summary_line(), file=sys.stderr)
     total = result.n_rows + result.n_failures
     if total and result.n_failures / total > settings.max_failure_rate:

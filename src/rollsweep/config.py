@@ -259,6 +259,15 @@ class CollectSettings(StrictModel):
         default=None, ge=0, description="task index to stop before (a chunk's end)"
     )
     num_samples_in_parallel: int = Field(default=8, ge=1, description="rollouts in flight")
+    num_workers: int = Field(
+        default=1,
+        ge=1,
+        le=256,
+        description="collector processes (one core each): the tasks are split into N "
+        "contiguous ranges, each worker keeps its own checkpoint part, and the parts are merged "
+        "into one task-major output; num_samples_in_parallel is shared among them; resume works "
+        "with any N",
+    )
     responses_create_params: SamplingParams = Field(
         default=SamplingParams(), description="overrides for every row, e.g. .temperature=0.5"
     )

@@ -93,7 +93,11 @@ def with_seed(params: dict[str, Any], seed: int | None) -> dict[str, Any]:
         return out
     metadata = dict(out.get("metadata") or {})
     extra = {**_extra_body(metadata), "seed": seed}
-    metadata["extra_body"] = json.dumps(extra, sort_keys=True)
+    if len(extra) == 1 and type(seed) is int:
+        # what json.dumps writes for it, without its encoder's per-call cost (once a rollout)
+        metadata["extra_body"] = f'{{"seed": {seed}}}'
+    else:
+        metadata["extra_body"] = json.dumps(extra, sort_keys=True)
     out["metadata"] = metadata
     return out
 

@@ -1,0 +1,472 @@
+"""rollsweep's collector next to NeMo Gym 0.4.0's, against the same trivial ``/run`` agent.
+
+    python benchmarks/collector_vs_nemo_gym.py                  # the full table (~10 min)
+    python benchmarks/collector_vs_nemo_gym.py --rollouts 4000 --skip-slow --skip-memory
+
+One run measures both collectors, cell by cell (each cell runs NeMo Gym's, then rollsweep's,
+then rollsweep's with ``+num_workers=2``, so machine load hits all three alike):
+
+- the agent: a minimal HTTP/1.1 ``/run`` server (this file, ``serve`` mode: raw asyncio +
+  uvloop, one process) that holds each request a set latency and answers a rollout-shaped row
+  (the request echoed plus reward, output, response, metrics); it counts the requests it holds
+  (``GET /stats``: peak in flight). On a machine with 2+ cores it is pinned to the last core;
+- a stand-in head in the same process, on its own port, answers ``GET /global_config_dict_yaml``
+  (NeMo Gym's config dict: the agent at ``bench_agent.responses_api_agents.simple_agent``), so
+  both collectors find the agent the same way: ``+agent_name=bench_agent
+  +head_server.host=127.0.0.1 +head_server.port=P`` and ``+disable_aggregation=true``;
+- each collector is a subprocess pinned to the first core (``taskset``); ``+num_workers=2`` runs
+  unpinned (it is there to use both cores, the agent's included). Rollouts/s is end to end:
+  rollouts / wall time from ``exec`` to exit, start-up and the final write included;
+- slow agent: 2 s a rollout at 16,384 in flight (peak in flight at the agent, collector RSS);
+  memory: 100,000 rollouts at 1,024 in flight (collector peak RSS, ``ru_maxrss``).
+
+Results go to benchmarks/results/collector_vs_nemo_gym.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+ROOT = Path(__file__).resolve().parents[1]
+DEBUG_TASKS = ROOT / "data" / "debug_tasks.jsonl"
+NG_VENV = Path(
+    os.environ.get("NG_VENV", Path.home() / ".cache" / "rollsweep-ci" / "nemo-gym-0.4.0")
+)
+AGENT_NAME = "bench_agent"
+N_TASKS = 1000
+LATENCIES_MS = (0.0, 50.0)
+WIDTHS = (64, 1024, 4096, 16384)
+RUN_TIMEOUT_S = 1200.0
+
+
+# --------------------------------------------------------------------------- agent + head
+
+
+def serve(port: int, head_port: int, latency_ms: float) -> None:
+    """The trivial ``/run`` agent on ``port`` and the stand-in head on ``head_port``."""
+    import asyncio
+
+    import orjson
+    import yaml
+
+    with contextlib.suppress(ValueError, OSError):
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    latency_s = latency_ms / 1000.0
+    stats = {"in_flight": 0, "peak_in_flight": 0, "served": 0}
+    config = {
+        "head_server": {"host": "127.0.0.1", "port": head_port},
+        AGENT_NAME: {"responses_api_agents": {"simple_agent": {"host": "127.0.0.1", "port": port}}},
+    }
+    head_body = orjson.dumps(yaml.safe_dump(config, sort_keys=False))
+
+    def reply(body: bytes) -> bytes:
+        head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n"
+        return head % len(body) + body
+
+    def rollout(body: bytes) -> bytes:
+        task = orjson.loads(body)
+        text = "The answer is \\boxed{63}."
+        result = {
+            **task,
+            "reward": float(task.get("_ng_task_index", 0) % 5 < 3),
+            "output": text,
+            "response": {
+                "id": f"resp_{task.get('_ng_task_index')}_{task.get('_ng_rollout_index')}",
+                "object": "response",
+                "model": "trivial",
+                "status": "completed",
+                "output": [
+                    {
+                        "type": "message",
+                        "role": "assistant",
+                        "status": "completed",
+                        "content": [{"type": "output_text", "text": text, "annotations": []}],
+                    }
+                ],
+                "usage": {"input_tokens": 41, "output_tokens": 12, "total_tokens": 53},
+            },
+        }
+        return reply(orjson.dumps(result))
+
+    class Protocol(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport = transport
+            self.buffer = bytearray()
+
+        def data_received(self, data: bytes) -> None:
+            self.buffer += data
+            while True:
+                end = self.buffer.find(b"\r\n\r\n")
+                if end < 0:
+                    return
+                head = bytes(self.buffer[:end]).lower()
+                length = 0
+                at = head.find(b"\r\ncontent-length:")
+                if at >= 0:
+                    stop = head.find(b"\r\n", at + 2)
+                    length = int(head[at + 17 : stop if stop >= 0 else None])
+                total = end + 4 + length
+                if len(self.buffer) < total:
+                    return
+                body = bytes(self.buffer[end + 4 : total])
+                del self.buffer[:total]
+                if head.startswith(b"get /global_config_dict_yaml"):
+                    self.transport.write(reply(head_body))
+                elif head.startswith(b"get /stats"):
+                    self.transport.write(reply(orjson.dumps(stats)))
+                    if b"reset" in head.split(b"\r\n", 1)[0]:
+                        stats["peak_in_flight"] = stats["in_flight"]
+                elif head.startswith(b"get "):
+                    self.transport.write(reply(b'{"status":"ok"}'))
+                elif latency_s <= 0:
+                    stats["served"] += 1
+                    self.transport.write(rollout(body))
+                else:
+                    stats["in_flight"] += 1
+                    stats["peak_in_flight"] = max(stats["peak_in_flight"], stats["in_flight"])
+                    loop.call_later(latency_s, self.answer, body)
+
+        def answer(self, body: bytes) -> None:
+            stats["in_flight"] -= 1
+            stats["served"] += 1
+            if not self.transport.is_closing():
+                self.transport.write(rollout(body))
+
+    import uvloop
+
+    loop = uvloop.new_event_loop()
+    asyncio.set_event_loop(loop)
+    servers = [
+        loop.run_until_complete(
+            loop.create_server(Protocol, "127.0.0.1", listen, backlog=65535, reuse_address=True)
+        )
+        for listen in (port, head_port)
+    ]
+    loop.add_signal_handler(signal.SIGTERM, loop.stop)
+    loop.add_signal_handler(signal.SIGINT, loop.stop)
+    try:
+        loop.run_forever()
+    finally:
+        for server in servers:
+            server.close()
+        loop.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def pin(cores: list[int] | None) -> list[str]:
+    """A ``taskset`` prefix for ``cores`` (nothing when unpinned or taskset is missing)."""
+    if cores is None or shutil.which("taskset") is None:
+        return []
+    return ["taskset", "-c", ",".join(map(str, cores))]
+
+
+class Agent:
+    """The agent + head process; ``stats()`` reads its in-flight counters."""
+
+    def __init__(self, latency_ms: float, cores: list[int] | None) -> None:
+        self.port, self.head_port = free_port(), free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        command = [
+            sys.executable,
+            __file__,
+            "serve",
+            f"--port={self.port}",
+            f"--head-port={self.head_port}",
+            f"--latency-ms={latency_ms}",
+        ]
+        self.proc = subprocess.Popen([*pin(cores), *command], stdin=subprocess.DEVNULL)
+        import httpx
+
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"agent exited with status {self.proc.returncode}")
+            with contextlib.suppress(httpx.HTTPError):
+                httpx.get(f"http://127.0.0.1:{self.head_port}/global_config_dict_yaml", timeout=1)
+                httpx.get(f"{self.url}/health", timeout=1)
+                return
+            time.sleep(0.1)
+        raise SystemExit("agent not ready")
+
+    def stats(self, reset: bool = False) -> dict[str, int]:
+        import httpx
+
+        return httpx.get(f"{self.url}/stats{'?reset' if reset else ''}", timeout=10).json()
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+# --------------------------------------------------------------------------- one run
+
+
+def write_tasks(path: Path, n_tasks: int) -> None:
+    """``n_tasks`` task rows: the seed's debug tasks cycled, with fresh ids."""
+    seeds = [json.loads(line) for line in DEBUG_TASKS.read_text().splitlines() if line.strip()]
+    with open(path, "w") as handle:
+        for index in range(n_tasks):
+            task = dict(seeds[index % len(seeds)])
+            task["task_id"] = f"bench-{index:06d}"
+            handle.write(json.dumps(task) + "\n")
+
+
+def split(n_rollouts: int) -> tuple[int, int]:
+    """(tasks, repeats) with tasks * repeats == n_rollouts."""
+    if n_rollouts <= N_TASKS:
+        return n_rollouts, 1
+    if n_rollouts % N_TASKS:
+        raise SystemExit(f"{n_rollouts} rollouts: use a multiple of {N_TASKS}")
+    return N_TASKS, n_rollouts // N_TASKS
+
+
+def collector_command(which: str) -> list[str]:
+    if which == "nemo_gym":
+        return [str(NG_VENV / "bin" / "ng_collect_rollouts"), "+upload_rollouts_to_wandb=false"]
+    return [sys.executable, "-c", "from rollsweep.cli import ng_collect_rollouts as m; m()"]
+
+
+def run_collector(
+    which: str,
+    agent: Agent,
+    tasks: Path,
+    workdir: Path,
+    n_rollouts: int,
+    width: int,
+    cores: list[int] | None,
+    workers: int = 1,
+) -> dict[str, Any]:
+    """One collection; wall time from exec to exit, peak RSS, peak in flight at the agent."""
+    n_tasks, repeats = split(n_rollouts)
+    output = workdir / f"{which}_{workers}_{width}_{n_rollouts}.jsonl"
+    command = [
+        *pin(cores),
+        *collector_command(which),
+        f"+agent_name={AGENT_NAME}",
+        "+head_server.host=127.0.0.1",
+        f"+head_server.port={agent.head_port}",
+        f"+input_jsonl_fpath={tasks}",
+        f"+output_jsonl_fpath={output}",
+        f"+limit={n_tasks}",
+        f"+num_repeats={repeats}",
+        f"+num_samples_in_parallel={width}",
+        "+disable_aggregation=true",
+    ]
+    if which == "rollsweep":
+        command += ["+progress=false", "+resume=false"]
+        if workers > 1:
+            command.append(f"+num_workers={workers}")
+    agent.stats(reset=True)
+    served_before = agent.stats()["served"]
+    log = workdir / f"{which}.log"
+    started = time.perf_counter()
+    with open(log, "wb") as sink:
+        proc = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, cwd=workdir)
+        _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    text = log.read_text(errors="replace")
+    if proc.returncode != 0:
+        raise SystemExit(
+            f"{which} failed ({proc.returncode}):\n{' '.join(command)}\n{text[-3000:]}"
+        )
+    stats = agent.stats()
+    with open(output, "rb") as handle:
+        rows = sum(1 for _ in handle)
+    if rows != n_rollouts:
+        raise SystemExit(f"{which}: expected {n_rollouts} rows, got {rows}:\n{text[-2000:]}")
+    for stale in workdir.glob(f"*{output.stem}*"):
+        stale.unlink()
+    # ru_maxrss of the collector: of its largest process (wait4 reaps the tree's usage).
+    return {
+        "rollouts": n_rollouts,
+        "width": width,
+        "workers": workers,
+        "wall_s": round(wall, 3),
+        "rollouts_per_s": round(n_rollouts / wall, 1),
+        "cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
+        "cpu_ms_per_rollout": round(1000 * (usage.ru_utime + usage.ru_stime) / n_rollouts, 4),
+        "peak_rss_mb": round(usage.ru_maxrss / 1024.0, 1),
+        "peak_in_flight": stats["peak_in_flight"],
+        "served": stats["served"] - served_before,
+        "pinned": cores,
+        "command": " ".join(command),
+    }
+
+
+def load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} {five:.2f} {fifteen:.2f}"
+
+
+# --------------------------------------------------------------------------- main
+
+
+def markdown(cells: list[dict[str, Any]], workers: int) -> str:
+    lines = [
+        "| agent latency | in flight | NeMo Gym 0.4.0 | rollsweep | ratio | "
+        f"rollsweep, {workers} workers | ratio |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for cell in cells:
+        ng, ours = cell["nemo_gym"], cell["rollsweep"]
+        multi = cell.get("rollsweep_workers")
+        lines.append(
+            f"| {cell['latency_ms']:.0f} ms | {cell['width']:,} | {ng['rollouts_per_s']:,.0f} | "
+            f"{ours['rollouts_per_s']:,.0f} | {cell['ratio']:.2f} | "
+            + (f"{multi['rollouts_per_s']:,.0f} | {cell['ratio_workers']:.2f} |" if multi else "|")
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="mode")
+    server = commands.add_parser("serve", help="(internal) the agent and the stand-in head")
+    server.add_argument("--port", type=int, required=True)
+    server.add_argument("--head-port", type=int, required=True)
+    server.add_argument("--latency-ms", type=float, default=0.0)
+    parser.add_argument("--rollouts", type=int, default=20000, help="rollouts per cell")
+    parser.add_argument("--latencies", type=float, nargs="*", default=list(LATENCIES_MS))
+    parser.add_argument("--widths", type=int, nargs="+", default=list(WIDTHS))
+    parser.add_argument("--workers", type=int, default=2, help="rollsweep's +num_workers (0: no)")
+    parser.add_argument("--skip-nemo-gym", action="store_true")
+    parser.add_argument("--skip-slow", action="store_true", help="no 2 s agent check")
+    parser.add_argument("--skip-memory", action="store_true", help="no 100,000-rollout check")
+    parser.add_argument("--no-record", action="store_true", help="do not write results/")
+    args = parser.parse_args()
+    if args.mode == "serve":
+        serve(args.port, args.head_port, args.latency_ms)
+        return
+    if not args.skip_nemo_gym and not (NG_VENV / "bin" / "ng_collect_rollouts").exists():
+        sys.exit(f"NeMo Gym's collector is not at {NG_VENV}/bin (set NG_VENV)")
+    from _common import record
+
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    cpus = os.cpu_count() or 1
+    collector_cores = [0] if cpus >= 2 else None
+    agent_cores = [cpus - 1] if cpus >= 2 else None
+    figures: dict[str, Any] = {
+        "rollouts_per_cell": args.rollouts,
+        "collector_cores": collector_cores,
+        "agent_cores": agent_cores,
+        "load_before": load(),
+    }
+    print(f"load average before: {figures['load_before']}", flush=True)
+    cells: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="rollsweep-vs-ng-") as tmp:
+        workdir = Path(tmp)
+        tasks = workdir / "tasks.jsonl"
+        write_tasks(tasks, N_TASKS)
+        for latency in args.latencies:
+            agent = Agent(latency, agent_cores)
+            try:
+                for width in args.widths:
+                    cell: dict[str, Any] = {"latency_ms": latency, "width": width}
+                    runs = [("rollsweep", collector_cores, 1)]
+                    if not args.skip_nemo_gym:
+                        runs.insert(0, ("nemo_gym", collector_cores, 1))
+                    if args.workers > 1:
+                        runs.append(("rollsweep", None, args.workers))
+                    for which, cores, workers in runs:
+                        run = run_collector(
+                            which, agent, tasks, workdir, args.rollouts, width, cores, workers
+                        )
+                        key = which if workers == 1 else "rollsweep_workers"
+                        cell[key] = run
+                        print(
+                            f"  {latency:>4.0f} ms {width:>6} in flight  {key:<18} "
+                            f"{run['rollouts_per_s']:>7.0f}/s  wall {run['wall_s']:6.2f} s  "
+                            f"CPU {run['cpu_ms_per_rollout']:.3f} ms/rollout  "
+                            f"RSS {run['peak_rss_mb']:.0f} MB  "
+                            f"peak in flight {run['peak_in_flight']}  (load {load()})",
+                            flush=True,
+                        )
+                    if "nemo_gym" in cell:
+                        base = cell["nemo_gym"]["rollouts_per_s"]
+                        cell["ratio"] = round(cell["rollsweep"]["rollouts_per_s"] / base, 2)
+                        if "rollsweep_workers" in cell:
+                            multi = cell["rollsweep_workers"]["rollouts_per_s"]
+                            cell["ratio_workers"] = round(multi / base, 2)
+                    cells.append(cell)
+            finally:
+                agent.stop()
+        figures["cells"] = cells
+
+        if not args.skip_slow:
+            # Little's law: 15,000 in flight at 2 s a rollout takes 7,500 rollouts/s, so the
+            # peak is reached while the window fills (no answer yet to process).
+            figures["slow_agent"] = {}
+            agent = Agent(2000.0, agent_cores)
+            try:
+                width = 16384
+                variants = [("one_process", collector_cores, 1)]
+                if args.workers > 1:
+                    variants.append((f"{args.workers}_workers", None, args.workers))
+                for name, cores, workers in variants:
+                    run = run_collector(
+                        "rollsweep", agent, tasks, workdir, 33000, width, cores, workers
+                    )
+                    figures["slow_agent"][name] = {"latency_ms": 2000.0, **run}
+                    print(
+                        f"  slow agent (2 s), {width} in flight, {name}: peak in flight "
+                        f"{run['peak_in_flight']} (target >= 15,000), peak RSS "
+                        f"{run['peak_rss_mb']} MB, {run['rollouts_per_s']:.0f}/s",
+                        flush=True,
+                    )
+            finally:
+                agent.stop()
+        if not args.skip_memory:
+            agent = Agent(50.0, agent_cores)
+            try:
+                run = run_collector(
+                    "rollsweep", agent, tasks, workdir, 100000, 1024, collector_cores
+                )
+            finally:
+                agent.stop()
+            figures["memory"] = run
+            print(
+                f"  100,000 rollouts at 1,024 in flight: peak RSS {run['peak_rss_mb']} MB "
+                f"(target < 150), {run['rollouts_per_s']:.0f}/s",
+                flush=True,
+            )
+    figures["load_after"] = load()
+    if cells and "ratio" in cells[0]:
+        table = markdown(cells, args.workers)
+        figures["table"] = table
+        print()
+        print(table)
+    figures["command"] = " ".join(["python", "benchmarks/collector_vs_nemo_gym.py", *sys.argv[1:]])
+    if not args.no_record:
+        record("collector_vs_nemo_gym", figures)
+
+
+if __name__ == "__main__":
+    main()
