@@ -321,6 +321,7 @@ def test_nemo_gym_main_rows_with_verifier_metadata_rescore_the_same(tmp_path: Pa
 def test_a_row_without_verdict_goes_to_the_sidecar_not_to_zero(tmp_path: Path) -> None:
     """math-verify past its limit on one row: that row is listed in the sidecar and left out."""
     slow = r"\frac{(3-\sqrt{3})(2-\sqrt{3})^{2016}+(3+\sqrt{3})(2+\sqrt{3})^{2016}}{2}"
+    near_miss = slow.replace("2016}+", "2017}+")
 
     def rollout(index: int, expected: str, answer: str, **extra) -> dict:
         message = {
@@ -341,7 +342,8 @@ def test_a_row_without_verdict_goes_to_the_sidecar_not_to_zero(tmp_path: Path) -
     source = tmp_path / "rollouts.jsonl"
     rows = [
         rollout(0, "4", r"\boxed{4}"),
-        rollout(1, slow, rf"\boxed{{1+{slow}}}", library_verifier_timeout_seconds=0.3),
+        # a near miss (another power) that math-verify must evaluate to reject: slow
+        rollout(1, slow, rf"\boxed{{{near_miss}}}", library_verifier_timeout_seconds=0.3),
     ]
     source.write_text("".join(json.dumps(row) + "\n" for row in rows))
     result = rescore(source, "math", tmp_path / "out.jsonl")
