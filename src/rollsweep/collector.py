@@ -349,14 +349,19 @@ class CheckpointWriter:
             asyncio.get_running_loop().call_soon(self.flush)
         self._pending.append(data)
 
+    def _write_pending(self) -> bool:
+        """Hand the pending rows to the OS in one write; False when there were none."""
+        if not self._pending:
+            return False
+        view = memoryview(b"".join(self._pending))
+        self._pending.clear()
+        while view:
+            view = view[os.write(self._fd, view) :]
+        return True
+
     def flush(self) -> None:
         """Hand the pending rows to the OS; start an fsync when one is due."""
-        if self._pending:
-            data = b"".join(self._pending)
-            self._pending.clear()
-            view = memoryview(data)
-            while view:
-                view = view[os.write(self._fd, view) :]
+        if self._write_pending():
             self._unsynced += 1
         now = time.monotonic()
         due = self._unsynced >= FSYNC_EVERY_ROWS or (
@@ -371,12 +376,7 @@ class CheckpointWriter:
     def close(self) -> None:
         if self._fd < 0:
             return
-        if self._pending:
-            data = b"".join(self._pending)
-            self._pending.clear()
-            view = memoryview(data)
-            while view:
-                view = view[os.write(self._fd, view) :]
+        self._write_pending()
         os.fsync(self._fd)
         os.close(self._fd)
         self._fd = -1
