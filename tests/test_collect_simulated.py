@@ -216,3 +216,31 @@ def test_a_verifier_timeout_is_a_failure_not_a_zero(tmp_path):
     failures = read_rows(tmp_path / "out_failures.jsonl")
     assert [(f["_ng_task_index"], f["error_kind"]) for f in failures] == [(0, "verifier_timeout")]
     assert "0.5" in failures[0]["message"]
+
+
+def test_nemo_gym_collector_flags(tmp_path, sim_config):
+    """NeMo Gym's flags: num_repeats_add_seed=false sends no seed, resume_from_cache=false starts
+    over, upload_rollouts_to_wandb is accepted and ignored, disable_aggregation skips the call."""
+    tasks = write_tasks(tmp_path / "tasks.jsonl", 3)
+    out = tmp_path / "out.jsonl"
+    result = collect(
+        sim_config,
+        tasks,
+        out,
+        "+num_repeats=2",
+        "+num_repeats_add_seed=false",
+        "+upload_rollouts_to_wandb=true",
+        "+disable_aggregation=true",
+    )
+    assert result.returncode == 0, result.stderr
+    rows = read_rows(out)
+    assert all(row["seed"] is None for row in rows)
+    assert all("metadata" not in row["responses_create_params"] for row in rows)
+    assert not (tmp_path / "out_aggregate_metrics.json").exists()
+
+    seeded = collect(sim_config, tasks, out, "+num_repeats=2", "+resume_from_cache=false")
+    assert seeded.returncode == 0, seeded.stderr
+    assert "resumed" not in seeded.stderr
+    rows = read_rows(out)
+    assert len({row["seed"] for row in rows}) == 6
+    assert json.loads((tmp_path / "out_aggregate_metrics.json").read_text())[0]["agent_metrics"]
