@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,3 +30,27 @@ def record(name: str, figures: dict[str, Any]) -> Path:
     path.write_text(json.dumps(payload, indent=2) + "\n")
     print(f"recorded {path}")
     return path
+
+
+def take_requests(buffer: bytearray) -> Iterator[tuple[bytes, bytes]]:
+    """The whole HTTP/1.1 requests at the front of ``buffer``, as (lower-cased head, body),
+    each removed from the buffer as it is taken; a partial request stays for the next read.
+
+    The stand-in servers of the collector benchmarks parse requests this way (raw asyncio, no
+    framework), so that their own cost stays far below the collector's."""
+    while True:
+        end = buffer.find(b"\r\n\r\n")
+        if end < 0:
+            return
+        head = bytes(buffer[:end]).lower()
+        length = 0
+        at = head.find(b"\r\ncontent-length:")
+        if at >= 0:
+            stop = head.find(b"\r\n", at + 2)
+            length = int(head[at + 17 : stop if stop >= 0 else None])
+        total = end + 4 + length
+        if len(buffer) < total:
+            return
+        body = bytes(buffer[end + 4 : total])
+        del buffer[:total]
+        yield head, body

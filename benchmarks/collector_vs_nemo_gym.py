@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import take_requests
 
 ROOT = Path(__file__).resolve().parents[1]
 DEBUG_TASKS = ROOT / "data" / "debug_tasks.jsonl"
@@ -111,21 +112,7 @@ def serve(port: int, head_port: int, latency_ms: float) -> None:
 
         def data_received(self, data: bytes) -> None:
             self.buffer += data
-            while True:
-                end = self.buffer.find(b"\r\n\r\n")
-                if end < 0:
-                    return
-                head = bytes(self.buffer[:end]).lower()
-                length = 0
-                at = head.find(b"\r\ncontent-length:")
-                if at >= 0:
-                    stop = head.find(b"\r\n", at + 2)
-                    length = int(head[at + 17 : stop if stop >= 0 else None])
-                total = end + 4 + length
-                if len(self.buffer) < total:
-                    return
-                body = bytes(self.buffer[end + 4 : total])
-                del self.buffer[:total]
+            for head, body in take_requests(self.buffer):
                 if head.startswith(b"get /global_config_dict_yaml"):
                     self.transport.write(reply(head_body))
                 elif head.startswith(b"get /stats"):
