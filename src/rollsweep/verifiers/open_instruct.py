@@ -266,18 +266,13 @@ def counting_composition(text: str, n_sent: int, n_words: int) -> bool:
     every part between dividers is checked, so a divider at the very start or end fails.
     """
     parts = re.split(r"\s?\*\*\*\s?", text)
-    kept = 0
-    for index, part in enumerate(parts):
-        if part.strip():
-            kept += 1
-        elif 0 < index < len(parts) - 1:
-            return False
-        sentences = split_into_sentences(part)
-        if len(sentences) != n_sent:
-            return False
-        if any(len(word_tokenize(s)) != n_words for s in sentences):
-            return False
-    return kept == 3
+    return _paragraphs_ok(parts, 3) and all(_composed(part, n_sent, n_words) for part in parts)
+
+
+def _composed(part: str, n_sent: int, n_words: int) -> bool:
+    """``n_sent`` sentences of ``n_words`` words each."""
+    sentences = split_into_sentences(part)
+    return len(sentences) == n_sent and all(len(word_tokenize(s)) == n_words for s in sentences)
 
 
 def count_unique(text: str) -> bool:
