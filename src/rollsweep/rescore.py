@@ -11,8 +11,6 @@ side by side, and the rows whose reward changed. A user verifier file is read ag
 
 from __future__ import annotations
 
-import argparse
-import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -272,65 +270,3 @@ def format_changed(changed: list[ChangedRow], *, max_listed: int = 50) -> str:
     if len(changed) > max_listed:
         lines.append(f"  … and {len(changed) - max_listed} more (--max-listed N shows more)")
     return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------- command line
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:  # type: ignore[override]
-        raise UsageError(f"{message} (see rollsweep rescore --help)")
-
-
-def rescore_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="rollsweep rescore",
-        description=(
-            "Re-run a verifier on frozen rollouts without calling the model: write a new "
-            "rollouts file (previous reward kept as previous_reward), print the reward "
-            "distributions before and after side by side and the rows whose reward changed."
-        ),
-        epilog="Then compare them in the browser: rollsweep view ROLLOUTS OUT",
-    )
-    parser.add_argument("rollouts", metavar="ROLLOUTS", help="rollouts JSONL file")
-    parser.add_argument(
-        "--verifier",
-        required=True,
-        metavar="FILE_OR_NAME",
-        help="a .py file defining verify(task, response), or a bundled verifier "
-        "(auto, math, mcqa, instruction_following, tool_use)",
-    )
-    parser.add_argument(
-        "-o", "--output", metavar="OUT", help="output file (default: <stem>_rescored.jsonl)"
-    )
-    parser.add_argument(
-        "--on-error",
-        choices=("fail", "zero"),
-        default="fail",
-        help="a row the verifier fails on: stop with the error (default) or score it 0.0",
-    )
-    parser.add_argument(
-        "--max-listed", type=int, default=50, metavar="N", help="changed rows listed (50)"
-    )
-    return parser
-
-
-def rescore_main(argv: list[str]) -> int:
-    """``rollsweep rescore --verifier FILE_OR_NAME ROLLOUTS [-o OUT]``; exit status."""
-    from rollsweep.cli import run_guarded
-
-    def action() -> int:
-        try:
-            ns = rescore_parser().parse_args(argv)
-        except SystemExit as done:  # --help
-            return int(done.code or 0)
-        output = Path(ns.output) if ns.output else default_output(ns.rollouts)
-        result = rescore(ns.rollouts, ns.verifier, output, on_error=ns.on_error)
-        print(result.report(max_listed=max(0, ns.max_listed)))
-        return 0
-
-    return run_guarded(action)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(rescore_main(sys.argv[1:]))
