@@ -205,6 +205,7 @@ def test_experiment_directory_lists_its_configurations(files: dict[str, Path]) -
         sources = httpx.get(f"{running.url}/api/sources", timeout=30).json()
         assert sources["compare"] is False
         assert len(sources["sources"]) == 4
+        assert workspace.sources[2].index.wait(30)  # rows are served as they are indexed
         third = httpx.get(f"{running.url}/api/rows", params={"src": 2}, timeout=30).json()
         assert third["rows"][0]["params"].startswith("temperature=0.9")
     workspace.close()

@@ -8,6 +8,7 @@ in ``app.state.workspace``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -79,6 +80,21 @@ def _bad_request(message: str) -> HTTPException:
 
 def _page(offset: int, limit: int) -> tuple[int, int]:
     return max(0, offset), max(1, min(limit, MAX_PAGE))
+
+
+@dataclass
+class ListQuery:
+    """The query parameters of a paged list of one source's rows or task groups."""
+
+    src: int = 0
+    reward: str | None = None
+    q: str | None = None
+    sort: str | None = None  # None: the list's own order
+    offset: int = 0
+    limit: int = 100
+
+
+Listing = Annotated[ListQuery, Depends()]
 
 
 def _sorted(frame: pl.DataFrame, sort: str, sorts: dict[str, tuple[str, bool]]) -> pl.DataFrame:
@@ -181,19 +197,11 @@ def reload(workspace: CurrentWorkspace, src: int = 0) -> dict[str, Any]:
 
 
 @router.get("/api/rows")
-def rows(
-    workspace: CurrentWorkspace,
-    src: int = 0,
-    reward: str | None = None,
-    q: str | None = None,
-    sort: str = "file",
-    offset: int = 0,
-    limit: int = 100,
-) -> dict[str, Any]:
-    source, frame = _snapshot(workspace, src)
-    filtered = _filtered(source, frame, reward, q)
-    ordered = _sorted(filtered, sort, query.ROW_SORTS)
-    offset, limit = _page(offset, limit)
+def rows(workspace: CurrentWorkspace, listing: Listing) -> dict[str, Any]:
+    source, frame = _snapshot(workspace, listing.src)
+    filtered = _filtered(source, frame, listing.reward, listing.q)
+    ordered = _sorted(filtered, listing.sort or "file", query.ROW_SORTS)
+    offset, limit = _page(listing.offset, listing.limit)
     page = ordered.slice(offset, limit)
     bodies = source.index.read_many(page)
     return {
@@ -266,23 +274,15 @@ def _group_record(
 
 
 @router.get("/api/groups")
-def groups(
-    workspace: CurrentWorkspace,
-    src: int = 0,
-    reward: str | None = None,
-    q: str | None = None,
-    sort: str = "task",
-    offset: int = 0,
-    limit: int = 100,
-) -> dict[str, Any]:
-    source, frame = _snapshot(workspace, src)
-    table = _groups(workspace, src, frame)
-    filtered = _filtered(source, frame, reward, q)
+def groups(workspace: CurrentWorkspace, listing: Listing) -> dict[str, Any]:
+    source, frame = _snapshot(workspace, listing.src)
+    table = _groups(workspace, listing.src, frame)
+    filtered = _filtered(source, frame, listing.reward, listing.q)
     filtering = filtered.height != frame.height
     if filtering:
         table = _groups_matching(table, frame, filtered)
-    ordered = _sorted(table, sort, query.GROUP_SORTS)
-    offset, limit = _page(offset, limit)
+    ordered = _sorted(table, listing.sort or "task", query.GROUP_SORTS)
+    offset, limit = _page(listing.offset, listing.limit)
     page = ordered.slice(offset, limit)
     bodies = _first_bodies(source, frame, page)
     matching = None
