@@ -12,7 +12,8 @@ import uvicorn
 from rollsweep.cli.args import parse_overrides
 from rollsweep.config import HeadServerConfig, load_stack_config
 from rollsweep.errors import UsageError
-from rollsweep.servers.stack import Stack, bind_socket, create_head_app
+from rollsweep.servers.stack import Stack, create_head_app
+from rollsweep.sockets import bind_socket
 
 
 def _listen(head: HeadServerConfig) -> socket.socket:

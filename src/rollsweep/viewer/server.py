@@ -10,7 +10,7 @@ import webbrowser
 import uvicorn
 
 from rollsweep.errors import UsageError
-from rollsweep.servers.stack import bind_socket
+from rollsweep.sockets import bind_socket
 from rollsweep.viewer import DEFAULT_PORT, HOST
 from rollsweep.viewer.app import create_app
 from rollsweep.viewer.workspace import Workspace
