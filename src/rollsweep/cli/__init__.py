@@ -47,7 +47,9 @@ def run_guarded(action: Callable[[], int]) -> int:
         print(f"interrupted by {signal.Signals(signum).name}", file=sys.stderr)
         return 128 + signum
     except SystemExit as done:  # argparse after --help
-        return done.code if isinstance(done.code, int) else 0
+        if done.code is None or isinstance(done.code, int):
+            return done.code or 0
+        raise
 
 
 def run_command(module: str, argv: list[str]) -> int:
