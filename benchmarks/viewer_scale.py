@@ -29,14 +29,12 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from _common import record
+from demo_rollouts import write_demo_rollouts
+from headless_chromium import CHROMIUM, CHROMIUM_ARGS
 
-from rollsweep.viewer.headless import CHROMIUM, CHROMIUM_ARGS
-
-VIEWER = (
-    "import sys; from rollsweep.viewer import ng_viewer_main; "
-    "sys.exit(ng_viewer_main(sys.argv[1:]))"
-)
+VIEWER = "from rollsweep.cli import ng_viewer; ng_viewer()"
 
 
 def start_viewer(path: Path) -> tuple[subprocess.Popen, str, float]:
@@ -101,8 +99,6 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=250_000)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    from rollsweep.viewer.demo import write_demo_rollouts
-
     repeats = 5
     with tempfile.TemporaryDirectory(prefix="viewer-scale-") as workdir:
         path = Path(workdir) / "rollouts.jsonl"

@@ -4,13 +4,8 @@ import math
 
 import pytest
 
-from rollsweep.config import (
-    CollectSettings,
-    deep_merge,
-    load_stack_config,
-    parse_overrides,
-    validate_settings,
-)
+from rollsweep.cli.args import parse_overrides, validate_settings
+from rollsweep.config import CollectSettings, deep_merge, load_stack_config
 from rollsweep.errors import UsageError
 from rollsweep.paths import DEFAULT_STACK_CONFIG
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from rollsweep.rescore import rescore_main
+from rollsweep.cli import run_command
 
 FIXTURES = Path(__file__).parent / "fixtures" / "nemo_gym"
 
@@ -20,7 +20,7 @@ FIXTURES = Path(__file__).parent / "fixtures" / "nemo_gym"
 def rescored(server: str, verifier: str, tmp_path: Path) -> list[tuple[dict, dict]]:
     source = FIXTURES / server / "example_rollouts.jsonl"
     out = tmp_path / f"{server}.jsonl"
-    assert rescore_main(["--verifier", verifier, str(source), "-o", str(out)]) == 0
+    assert run_command("rescore", ["--verifier", verifier, str(source), "-o", str(out)]) == 0
     before = [json.loads(line) for line in source.read_text().splitlines()]
     after = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(before) == len(after) == 5

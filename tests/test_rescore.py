@@ -10,16 +10,16 @@ from pathlib import Path
 
 import httpx
 import pytest
+from demo_rollouts import write_demo_rollouts
 
+from rollsweep.cli import run_command
 from rollsweep.config import StackConfig
 from rollsweep.rescore import (
     default_output,
     format_distributions,
     rescore,
-    rescore_main,
     task_of,
 )
-from rollsweep.viewer.demo import write_demo_rollouts
 
 VERIFIER_V1 = """
 from rollsweep.verifiers import final_text
@@ -155,13 +155,18 @@ def test_rescore_command_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> 
     write_demo_rollouts(rollouts, 4, 2)
     verifier = tmp_path / "v.py"
     write_verifier(verifier, VERIFIER_V1)
-    assert rescore_main(["--verifier", str(verifier), str(rollouts)]) == 0
+    assert run_command("rescore", ["--verifier", str(verifier), str(rollouts)]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[2].startswith("before")
     assert default_output(rollouts) == tmp_path / "rollouts_rescored.jsonl"
     assert len(read(default_output(rollouts))) == 8
     # bundled verifiers by name work too
-    assert rescore_main(["--verifier", "math", str(rollouts), "-o", str(tmp_path / "m.jsonl")]) == 0
+    assert (
+        run_command(
+            "rescore", ["--verifier", "math", str(rollouts), "-o", str(tmp_path / "m.jsonl")]
+        )
+        == 0
+    )
     capsys.readouterr()
 
     broken = tmp_path / "broken.py"
@@ -179,18 +184,23 @@ def test_rescore_command_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> 
         [str(rollouts)],
     ]
     for argv in cases:
-        assert rescore_main(argv) == 2, argv
+        assert run_command("rescore", argv) == 2, argv
         err = capsys.readouterr().err.strip()
         assert err.startswith("error: ") and "\n" not in err, (argv, err)
         assert not out_path.exists(), argv  # nothing half-written
-    assert rescore_main(["--verifier", str(broken), str(rollouts), "-o", str(out_path)]) == 2
+    assert (
+        run_command("rescore", ["--verifier", str(broken), str(rollouts), "-o", str(out_path)]) == 2
+    )
     assert f"{broken}:1: syntax error" in capsys.readouterr().err
-    assert rescore_main(["--verifier", str(raising), str(rollouts), "-o", str(out_path)]) == 2
+    assert (
+        run_command("rescore", ["--verifier", str(raising), str(rollouts), "-o", str(out_path)])
+        == 2
+    )
     err = capsys.readouterr().err
     assert f"{rollouts}:1" in err and "KeyError" in err and f"{raising}:2" in err
     # --on-error zero: such rows score 0.0 and say why
     argv = ["--verifier", str(raising), str(rollouts), "-o", str(out_path), "--on-error", "zero"]
-    assert rescore_main(argv) == 0
+    assert run_command("rescore", argv) == 0
     rows = read(out_path)
     assert all(row["reward"] == 0.0 and "KeyError" in row["verification"]["error"] for row in rows)
 
@@ -199,7 +209,6 @@ def test_rescore_never_calls_the_model(tmp_path: Path, monkeypatch: pytest.Monke
     """Collect real rollouts through a simulated model server, then rescore with an edited
     verifier: the model server's request counter does not move, and rescoring runs with every
     outgoing connection of this process refused."""
-    from rollsweep.cli import collect_command
     from rollsweep.servers.stack import Stack
 
     verifier = tmp_path / "verify.py"
@@ -232,13 +241,14 @@ def test_rescore_never_calls_the_model(tmp_path: Path, monkeypatch: pytest.Monke
     with Stack(config) as stack:
         model_url = stack.urls()["model"]["sim"]
         agent_url = stack.agent_urls()["agent"]
-        status = collect_command(
+        status = run_command(
+            "collect",
             [
                 f"+agent_url={agent_url}",
                 f"+input_jsonl_fpath={tasks}",
                 f"+output_jsonl_fpath={rollouts}",
                 "+num_repeats=3",
-            ]
+            ],
         )
         assert status == 0
         requests_after_collection = httpx.get(f"{model_url}/stats", timeout=10).json()["requests"]
@@ -282,7 +292,10 @@ def test_nemo_gyms_instruction_following_rollouts_rescore_to_their_recorded_rewa
     and the same per-instruction verdicts (its rows use ids beyond IFEval's 25)."""
     out = tmp_path / "rescored.jsonl"
     assert (
-        rescore_main(["--verifier", "instruction_following", str(NEMO_GYM_IF), "-o", str(out)]) == 0
+        run_command(
+            "rescore", ["--verifier", "instruction_following", str(NEMO_GYM_IF), "-o", str(out)]
+        )
+        == 0
     )
     assert "no reward changed" in capsys.readouterr().out
     shipped, rescored = read(NEMO_GYM_IF), read(out)

@@ -16,11 +16,12 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import ThreadedServer
+from demo_rollouts import SCRIPT_PAYLOAD, demo_rollout, write_demo_rollouts
 
-from rollsweep.viewer.app import STATIC, Workspace, create_app, discover
-from rollsweep.viewer.cli import ng_viewer_main, view_main
-from rollsweep.viewer.demo import SCRIPT_PAYLOAD, demo_rollout, write_demo_rollouts
+from rollsweep.cli import run_command
+from rollsweep.viewer.app import STATIC, create_app
 from rollsweep.viewer.query import FilterError, parse_reward_filter
+from rollsweep.viewer.workspace import Workspace, find_sources
 
 N_TASKS, N_REPEATS = 12, 5
 
@@ -192,7 +193,7 @@ def test_compare_pairs_shuffled_and_partial_files(tmp_path: Path) -> None:
 
 
 def test_experiment_directory_lists_its_configurations(files: dict[str, Path]) -> None:
-    found = discover([files["experiment"]])
+    found = find_sources([files["experiment"]])
     assert [label for label, _ in found] == [
         "temperature~0.1",
         "temperature~0.5",
@@ -204,6 +205,7 @@ def test_experiment_directory_lists_its_configurations(files: dict[str, Path]) -
         sources = httpx.get(f"{running.url}/api/sources", timeout=30).json()
         assert sources["compare"] is False
         assert len(sources["sources"]) == 4
+        assert workspace.sources[2].index.wait(30)  # rows are served as they are indexed
         third = httpx.get(f"{running.url}/api/rows", params={"src": 2}, timeout=30).json()
         assert third["rows"][0]["params"].startswith("temperature=0.9")
     workspace.close()
@@ -292,21 +294,21 @@ def test_bad_command_lines_exit_2_with_one_line(
     not_jsonl = files["root"] / "notes.txt"
     not_jsonl.write_text("hello\n")
     cases = [
-        (ng_viewer_main, []),
-        (ng_viewer_main, ["+input_jsonl_fpath=/nonexistent/rollouts.jsonl"]),
-        (ng_viewer_main, [f"+input_jsonl_fpath={files['cold']}", "+colour=blue"]),
-        (ng_viewer_main, [f"+input_jsonl_fpath={files['cold']}", "+port=99999"]),
-        (ng_viewer_main, [f"+input_jsonl_fpath={empty}"]),
-        (ng_viewer_main, [f"+input_jsonl_fpath={not_jsonl}"]),
-        (view_main, []),
-        (view_main, [str(files["cold"]), "--port", "abc"]),
-        (view_main, ["/nonexistent.jsonl"]),
+        ("ng_viewer", []),
+        ("ng_viewer", ["+input_jsonl_fpath=/nonexistent/rollouts.jsonl"]),
+        ("ng_viewer", [f"+input_jsonl_fpath={files['cold']}", "+colour=blue"]),
+        ("ng_viewer", [f"+input_jsonl_fpath={files['cold']}", "+port=99999"]),
+        ("ng_viewer", [f"+input_jsonl_fpath={empty}"]),
+        ("ng_viewer", [f"+input_jsonl_fpath={not_jsonl}"]),
+        ("view", []),
+        ("view", [str(files["cold"]), "--port", "abc"]),
+        ("view", ["/nonexistent.jsonl"]),
     ]
-    for main, argv in cases:
-        assert main(argv) == 2, argv
+    for command, argv in cases:
+        assert run_command(command, argv) == 2, argv
         err = capsys.readouterr().err.strip()
         assert err.startswith("error: ") and "\n" not in err, (argv, err)
-    assert ng_viewer_main([f"+input_jsonl_fpath={not_jsonl}"]) == 2
+    assert run_command("ng_viewer", [f"+input_jsonl_fpath={not_jsonl}"]) == 2
     assert "notes.txt:1: not a JSONL file" in capsys.readouterr().err
 
 
@@ -319,15 +321,14 @@ def test_port_in_use_is_a_usage_error(
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
         port = taken.getsockname()[1]
-        assert ng_viewer_main([f"+input_jsonl_fpath={files['cold']}", f"+port={port}"]) == 2
+        assert (
+            run_command("ng_viewer", [f"+input_jsonl_fpath={files['cold']}", f"+port={port}"]) == 2
+        )
     assert f"127.0.0.1:{port}" in capsys.readouterr().err
 
 
 def test_ng_viewer_serves_on_loopback_and_stops(files: dict[str, Path]) -> None:
-    code = (
-        "import sys; from rollsweep.viewer import ng_viewer_main; "
-        "sys.exit(ng_viewer_main(sys.argv[1:]))"
-    )
+    code = "from rollsweep.cli import ng_viewer; ng_viewer()"
     process = subprocess.Popen(
         [sys.executable, "-c", code, f"+input_jsonl_fpath={files['cold']}", "+port=0"],
         stdout=subprocess.PIPE,

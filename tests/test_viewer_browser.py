@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 from conftest import ThreadedServer
+from demo_rollouts import write_demo_rollouts
+from headless_chromium import CHROMIUM, CHROMIUM_ARGS
 
-from rollsweep.viewer.app import Workspace, create_app
-from rollsweep.viewer.demo import write_demo_rollouts
-from rollsweep.viewer.headless import CHROMIUM, CHROMIUM_ARGS
+from rollsweep.viewer.app import create_app
+from rollsweep.viewer.workspace import Workspace
 
 N_TASKS, N_REPEATS = 10, 5
 

@@ -1,9 +1,8 @@
-"""Configuration: the server/agent stack, the collection settings, and `+key=value` overrides."""
+"""Configuration: the server/agent stack and the collection settings."""
 
 from __future__ import annotations
 
 import copy
-import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -344,50 +343,3 @@ class CollectSettings(StrictModel):
         if self.head_server is not None:
             return f"http://{self.head_server.host}:{self.head_server.port}"
         return self.head_url.rstrip("/") if self.head_url else None
-
-
-# --------------------------------------------------------------------------- overrides
-
-
-def parse_scalar(text: str) -> Any:
-    """A command-line value as a YAML scalar or flow collection (``0.5``, ``true``, ``[a,b]``)."""
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-    if isinstance(value, float) and math.isnan(value):
-        return value
-    return value
-
-
-def parse_overrides(args: list[str]) -> dict[str, Any]:
-    """Hydra-style ``+a.b=value`` arguments into a nested dict (the ``+`` is optional)."""
-    result: dict[str, Any] = {}
-    for arg in args:
-        text = arg[1:] if arg.startswith("+") else arg
-        if text.startswith("+"):  # '++key=value' (Hydra's force-add) means the same here
-            text = text[1:]
-        key, sep, raw = text.partition("=")
-        if not sep or not key:
-            raise UsageError(f"expected +key=value, got {arg!r}")
-        parts = key.split(".")
-        node = result
-        for part in parts[:-1]:
-            existing = node.setdefault(part, {})
-            if not isinstance(existing, dict):
-                raise UsageError("is given both as a value and as a group", key=f"+{key}")
-            node = existing
-        node[parts[-1]] = parse_scalar(raw)
-    return result
-
-
-def validate_settings(model: type[BaseModel], data: dict[str, Any]) -> Any:
-    """Validate overrides into a model; errors name the ``+key``."""
-    try:
-        return model.model_validate(data)
-    except ValidationError as error:
-        key, message = describe_validation_error(error)
-        if message == "Extra inputs are not permitted":
-            known = ", ".join(f"+{name}" for name in model.model_fields)
-            message = f"unknown key (known: {known})"
-        raise UsageError(message, key=f"+{key}" if key else None) from None

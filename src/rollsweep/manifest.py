@@ -16,7 +16,6 @@ Only names of environment variables are ever recorded (``api_key_env``), never t
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import datetime as _dt
 import hashlib
@@ -25,7 +24,6 @@ import json
 import os
 import platform
 import subprocess
-import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -597,43 +595,3 @@ def find_manifests(results_dir: str | Path) -> list[Path]:
 def check_manifest(results_dir: str | Path) -> dict[str, list[str]]:
     """Manifest path -> its drift lines, for every manifest under ``results_dir``."""
     return {str(path): check_one(path) for path in find_manifests(results_dir)}
-
-
-CHECK_HELP = """\
-Would a rerun use the same inputs and versions as the results in RESULTS_DIR?
-RESULTS_DIR is an experiment's directory (results/EXPERIMENT, with manifest.json) or the
-results directory above several. Prints one line per drift (config, input file hashes, stack,
-model and GGUF hash, package versions, python, git commit) and exits 1 when there is any, 0
-when there is none, 2 for bad input."""
-
-
-def check_manifest_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="rollsweep check-manifest",
-        description=CHECK_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("results_dirs", nargs="+", metavar="RESULTS_DIR")
-    ns = parser.parse_args(argv)
-    drifted = 0
-    for results_dir in ns.results_dirs:
-        for path, drift in check_manifest(results_dir).items():
-            if drift:
-                drifted += 1
-                for line in drift:
-                    print(f"{path}: {line}")
-            else:
-                print(f"{path}: ok, a rerun would use the same inputs and versions")
-    return 1 if drifted else 0
-
-
-def main() -> None:  # pragma: no cover - `python -m rollsweep.manifest RESULTS_DIR`
-    try:
-        sys.exit(check_manifest_main(sys.argv[1:]))
-    except UsageError as error:
-        print(f"error: {error.render()}", file=sys.stderr)
-        sys.exit(UsageError.exit_code)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

@@ -11,8 +11,6 @@ side by side, and the rows whose reward changed. A user verifier file is read ag
 
 from __future__ import annotations
 
-import argparse
-import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +20,8 @@ from rollsweep.errors import UsageError
 from rollsweep.jsonl import atomic_output, dumps, iter_jsonl
 from rollsweep.protocol import failures_path_for
 from rollsweep.rows import finite_number, plain_int
+from rollsweep.verifiers import load_verifier
+from rollsweep.verifiers.base import VerifierError, VerifierFailure, normalize_result
 
 #: Keys a rollout adds to its task row; the verifier sees the row without them (the task as
 #: the agent's /verify saw it).
@@ -73,6 +73,25 @@ class RescoreResult:
     def n_changed(self) -> int:
         return len(self.changed)
 
+    def count(self, line: int, row: dict[str, Any], after: float) -> None:
+        """Count a rescored row; a changed reward lists it."""
+        before = finite_number(row.get("reward"))
+        self.n_rows += 1
+        self.before[before] += 1
+        self.after[after] += 1
+        if before is None or abs(after - before) > TOLERANCE:
+            task_id = row.get("task_id")
+            self.changed.append(
+                ChangedRow(
+                    line=line,
+                    task_index=plain_int(row.get("_ng_task_index")),
+                    repeat=plain_int(row.get("_ng_rollout_index")),
+                    task_id=None if task_id is None else str(task_id),
+                    before=before,
+                    after=after,
+                )
+            )
+
     def report(self, max_listed: int = 50) -> str:
         """The distributions side by side, then the changed rows (at most ``max_listed``)."""
         lines = [
@@ -122,21 +141,10 @@ def rescore(
     ``on_error``: ``fail`` (a verifier error is a UsageError naming file, line and the error;
     nothing is written) or ``zero`` (the row scores 0.0, the error goes in ``verification``).
     """
-    from rollsweep.verifiers import load_verifier
-    from rollsweep.verifiers.base import VerifierError, VerifierFailure, normalize_result
-
     if on_error not in ("fail", "zero"):
         raise ValueError(f"on_error must be 'fail' or 'zero', got {on_error!r}")
     source, target = Path(rollouts_path), Path(output_path)
-    if not source.exists():
-        raise UsageError("file not found", path=str(source))
-    if target.exists() and target.resolve() == source.resolve():
-        raise UsageError("the output must differ from the rollouts file", path=str(target))
-    try:
-        load_verifier(verifier_spec)  # a bad name or a broken file fails before any row
-    except VerifierError as error:
-        raise UsageError(str(error), key="--verifier") from None
-
+    _check_inputs(source, target, verifier_spec)
     result = RescoreResult(source, target, str(verifier_spec))
     with atomic_output(target) as handle:
         for line, row in iter_jsonl(source):
@@ -144,67 +152,83 @@ def rescore(
                 raise UsageError(
                     "expected a JSON object (a rollout row)", path=str(source), line=line
                 )
-            response = row.get("response")
-            if not isinstance(response, dict):
+            if not isinstance(row.get("response"), dict):
                 raise UsageError(
                     "the row has no 'response' object to verify", path=str(source), line=line
                 )
-            before = finite_number(row.get("reward"))
-            try:
-                verdict = normalize_result(
-                    load_verifier(verifier_spec).verify(task_of(row), response)
-                )
-            except VerifierFailure as failure:
-                # no verdict is not a verdict of 0: the row goes to the sidecar, as in collection
-                result.failures.append(
+            verdict = _verdict(row, line, verifier_spec, on_error, result)
+            if verdict is None:
+                continue
+            after = float(verdict.pop("reward"))
+            handle.write(
+                dumps(
                     {
-                        "_ng_task_index": row.get("_ng_task_index"),
-                        "_ng_rollout_index": row.get("_ng_rollout_index"),
-                        "task_id": row.get("task_id"),
-                        "line": line,
-                        "error_kind": failure.failure_class,
-                        "message": failure.failure_message,
+                        **row,
+                        "previous_reward": row.get("reward"),
+                        "reward": after,
+                        "verification": verdict,
                     }
                 )
-                continue
-            except VerifierError as error:
-                if on_error == "fail":
-                    raise UsageError(
-                        f"verifier failed: {error} (--on-error zero scores such rows 0.0)",
-                        path=str(source),
-                        line=line,
-                    ) from None
-                verdict = {"reward": 0.0, "error": str(error)}
-                result.n_errors += 1
-            after = float(verdict.pop("reward"))
-            out = dict(row)
-            out["previous_reward"] = row.get("reward")
-            out["reward"] = after
-            out["verification"] = verdict
-            handle.write(dumps(out))
-            result.n_rows += 1
-            result.before[before] += 1
-            result.after[after] += 1
-            if before is None or abs(after - before) > TOLERANCE:
-                task_id = row.get("task_id")
-                result.changed.append(
-                    ChangedRow(
-                        line=line,
-                        task_index=plain_int(row.get("_ng_task_index")),
-                        repeat=plain_int(row.get("_ng_rollout_index")),
-                        task_id=None if task_id is None else str(task_id),
-                        before=before,
-                        after=after,
-                    )
-                )
-    sidecar = failures_path_for(target)
-    if result.failures:
-        with atomic_output(sidecar) as handle:
-            for failure in result.failures:
-                handle.write(dumps(failure))
-    else:
-        sidecar.unlink(missing_ok=True)
+            )
+            result.count(line, row, after)
+    _write_failures(failures_path_for(target), result.failures)
     return result
+
+
+def _check_inputs(source: Path, target: Path, verifier_spec: str | Path) -> None:
+    """Bad paths and a bad verifier fail before any row is read."""
+    if not source.exists():
+        raise UsageError("file not found", path=str(source))
+    if target.exists() and target.resolve() == source.resolve():
+        raise UsageError("the output must differ from the rollouts file", path=str(target))
+    try:
+        load_verifier(verifier_spec)
+    except VerifierError as error:
+        raise UsageError(str(error), key="--verifier") from None
+
+
+def _verdict(
+    row: dict[str, Any],
+    line: int,
+    verifier_spec: str | Path,
+    on_error: str,
+    result: RescoreResult,
+) -> dict[str, Any] | None:
+    """The row's new verdict; None when the verifier reached none (kept in ``result.failures``:
+    no verdict is not a verdict of 0, as in collection)."""
+    try:
+        return normalize_result(load_verifier(verifier_spec).verify(task_of(row), row["response"]))
+    except VerifierFailure as failure:
+        result.failures.append(
+            {
+                "_ng_task_index": row.get("_ng_task_index"),
+                "_ng_rollout_index": row.get("_ng_rollout_index"),
+                "task_id": row.get("task_id"),
+                "line": line,
+                "error_kind": failure.failure_class,
+                "message": failure.failure_message,
+            }
+        )
+        return None
+    except VerifierError as error:
+        if on_error == "fail":
+            raise UsageError(
+                f"verifier failed: {error} (--on-error zero scores such rows 0.0)",
+                path=str(result.rollouts_path),
+                line=line,
+            ) from None
+        result.n_errors += 1
+        return {"reward": 0.0, "error": str(error)}
+
+
+def _write_failures(sidecar: Path, failures: list[dict[str, Any]]) -> None:
+    """The failures sidecar beside the output, or none when every row got a verdict."""
+    if not failures:
+        sidecar.unlink(missing_ok=True)
+        return
+    with atomic_output(sidecar) as handle:
+        for failure in failures:
+            handle.write(dumps(failure))
 
 
 # --------------------------------------------------------------------------- reports
@@ -272,65 +296,3 @@ def format_changed(changed: list[ChangedRow], *, max_listed: int = 50) -> str:
     if len(changed) > max_listed:
         lines.append(f"  … and {len(changed) - max_listed} more (--max-listed N shows more)")
     return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------- command line
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:  # type: ignore[override]
-        raise UsageError(f"{message} (see rollsweep rescore --help)")
-
-
-def rescore_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="rollsweep rescore",
-        description=(
-            "Re-run a verifier on frozen rollouts without calling the model: write a new "
-            "rollouts file (previous reward kept as previous_reward), print the reward "
-            "distributions before and after side by side and the rows whose reward changed."
-        ),
-        epilog="Then compare them in the browser: rollsweep view ROLLOUTS OUT",
-    )
-    parser.add_argument("rollouts", metavar="ROLLOUTS", help="rollouts JSONL file")
-    parser.add_argument(
-        "--verifier",
-        required=True,
-        metavar="FILE_OR_NAME",
-        help="a .py file defining verify(task, response), or a bundled verifier "
-        "(auto, math, mcqa, instruction_following, tool_use)",
-    )
-    parser.add_argument(
-        "-o", "--output", metavar="OUT", help="output file (default: <stem>_rescored.jsonl)"
-    )
-    parser.add_argument(
-        "--on-error",
-        choices=("fail", "zero"),
-        default="fail",
-        help="a row the verifier fails on: stop with the error (default) or score it 0.0",
-    )
-    parser.add_argument(
-        "--max-listed", type=int, default=50, metavar="N", help="changed rows listed (50)"
-    )
-    return parser
-
-
-def rescore_main(argv: list[str]) -> int:
-    """``rollsweep rescore --verifier FILE_OR_NAME ROLLOUTS [-o OUT]``; exit status."""
-    from rollsweep.cli import run_guarded
-
-    def action() -> int:
-        try:
-            ns = rescore_parser().parse_args(argv)
-        except SystemExit as done:  # --help
-            return int(done.code or 0)
-        output = Path(ns.output) if ns.output else default_output(ns.rollouts)
-        result = rescore(ns.rollouts, ns.verifier, output, on_error=ns.on_error)
-        print(result.report(max_listed=max(0, ns.max_listed)))
-        return 0
-
-    return run_guarded(action)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(rescore_main(sys.argv[1:]))

@@ -27,20 +27,11 @@ from rollsweep.protocol import (
     encode_config_dict,
     server_entry,
 )
+from rollsweep.sockets import bind_socket
 
 START_TIMEOUT_S = 120.0
 #: Where a workflow tells its collection jobs about the head server it started.
 HEAD_URL_ENV = "ROLLSWEEP_HEAD_URL"
-
-
-def bind_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
-    """A listening TCP socket (port 0 picks a free port)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(16384)
-    sock.set_inheritable(True)
-    return sock
 
 
 @dataclass

@@ -591,45 +591,30 @@
       header(ROW_COLUMNS, "rows");
       list.onTotal = null;
       list.reset(async (offset, limit) => {
-        const result = await api("/api/rows", {
-          src: state.src,
-          reward: state.reward,
-          q: state.q,
-          sort: state.sort,
-          offset,
-          limit,
-        }).catch(filterFailure);
-        const source = sources[state.src];
+        const result = await api("/api/rows", listQuery(state.sort, offset, limit)).catch(
+          filterFailure,
+        );
         const suffix = result.complete ? "" : " (indexing…)";
         counts(
           result.matched === result.total
             ? `${fmtInt(result.total)} rollouts${suffix}`
             : `showing ${fmtInt(result.matched)} of ${fmtInt(result.total)} rollouts${suffix}`,
         );
-        $("counts").dataset.matched = String(result.matched);
-        if (source && !result.complete) pollWhileIndexing();
-        return { rows: result.rows, total: result.matched };
+        return listed(result, result.rows);
       }, renderRowItem, ROW_HEIGHT);
     } else if (state.mode === "groups") {
       header(GROUP_COLUMNS, "groups");
       list.reset(async (offset, limit) => {
-        const result = await api("/api/groups", {
-          src: state.src,
-          reward: state.reward,
-          q: state.q,
-          sort: state.gsort,
-          offset,
-          limit,
-        }).catch(filterFailure);
+        const result = await api("/api/groups", listQuery(state.gsort, offset, limit)).catch(
+          filterFailure,
+        );
         const filtered = result.total_groups === null;
         counts(
           filtered
             ? `${fmtInt(result.matched)} ${result.matched === 1 ? "task" : "tasks"} with a matching rollout (matching repeats bright)`
             : `${fmtInt(result.matched)} ${result.matched === 1 ? "task" : "tasks"}`,
         );
-        $("counts").dataset.matched = String(result.matched);
-        if (!result.complete) pollWhileIndexing();
-        return { rows: result.groups, total: result.matched };
+        return listed(result, result.groups);
       }, renderGroupItem, GROUP_HEIGHT);
     } else {
       header(COMPARE_COLUMNS, "compare");
@@ -645,11 +630,21 @@
         });
         renderCompareOverview(result);
         counts(`${fmtInt(result.matched)} ${describeView(state.view)} · ${fmtInt(result.summary.paired)} paired rows`);
-        $("counts").dataset.matched = String(result.matched);
-        if (!result.complete) pollWhileIndexing();
-        return { rows: result.rows, total: result.matched };
+        return listed(result, result.rows);
       }, renderPairItem, ROW_HEIGHT);
     }
+  }
+
+  // the query of a page of the current source's rows or task groups
+  function listQuery(sort, offset, limit) {
+    return { src: state.src, reward: state.reward, q: state.q, sort, offset, limit };
+  }
+
+  // a fetched page: its count (read by the browser tests), polling while still indexing
+  function listed(result, rows) {
+    $("counts").dataset.matched = String(result.matched);
+    if (!result.complete) pollWhileIndexing();
+    return { rows, total: result.matched };
   }
 
   function describeView(view) {

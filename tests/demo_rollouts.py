@@ -1,4 +1,4 @@
-"""Synthetic rollout files for the viewer's tests, benchmark and demos (no model involved).
+"""Synthetic rollout files, no model involved: viewer and rescore tests, viewer benchmark.
 
 ``write_demo_rollouts(path, n_tasks, n_repeats)`` writes rows shaped exactly like the
 collector's (task fields, ``reward``, ``output``, ``response``, ``_ng_task_index``,
