@@ -34,8 +34,8 @@ import numpy as np
 import polars as pl
 
 from rollsweep.errors import UsageError
-from rollsweep.jsonl import atomic_output, iter_jsonl
 from rollsweep.protocol import failures_path_for
+from rollsweep.rollouts.jsonl import atomic_output, iter_jsonl
 
 #: Bytes read per block by the JSONL reader: bounds memory whatever the file size.
 READ_BLOCK_BYTES = 16 << 20

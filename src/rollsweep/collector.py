@@ -50,7 +50,6 @@ import orjson
 
 from rollsweep.config import CollectSettings
 from rollsweep.errors import ServerUnavailable, UsageError
-from rollsweep.jsonl import atomic_output, dumps, iter_jsonl
 from rollsweep.protocol import (
     AGENT_REF_KEY,
     FAILURE_CLASS_KEY,
@@ -62,8 +61,9 @@ from rollsweep.protocol import (
     failures_path_for,
     with_seed,
 )
-from rollsweep.rows import validate_task
-from rollsweep.servers.conversion import output_text
+from rollsweep.rollouts.jsonl import atomic_output, dumps, iter_jsonl
+from rollsweep.rollouts.rows import validate_task
+from rollsweep.rollouts.text import output_text
 from rollsweep.transport import AiohttpTransport
 
 #: The cyclic GC's thresholds while collecting. Thousands of rollouts in flight are millions of

@@ -24,8 +24,8 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from rollsweep.config import StrictModel, load_stack_config
 from rollsweep.errors import UsageError
-from rollsweep.jsonl import atomic_output, dumps
-from rollsweep.rows import SamplingParams, describe_validation_error
+from rollsweep.rollouts.jsonl import atomic_output, dumps
+from rollsweep.rollouts.rows import SamplingParams, describe_validation_error
 
 #: Grid keys other than ``responses_create_params.*`` that a configuration may vary.
 AGENT_KEYS = ("agent_name",)

@@ -17,7 +17,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter, MaxNLocator
 
-from rollsweep.jsonl import atomic_output
+from rollsweep.rollouts.jsonl import atomic_output
 
 #: More distinct reward values than this and the distribution is drawn as a histogram.
 MAX_BAR_VALUES = 30

@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from rollsweep.errors import UsageError
-from rollsweep.jsonl import atomic_output, dumps, iter_jsonl
 from rollsweep.protocol import failures_path_for
-from rollsweep.rows import finite_number, plain_int
+from rollsweep.rollouts.jsonl import atomic_output, dumps, iter_jsonl
+from rollsweep.rollouts.rows import finite_number, plain_int
 
 #: Keys a rollout adds to its task row; the verifier sees the row without them (the task as
 #: the agent's /verify saw it).

@@ -21,6 +21,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from rollsweep.errors import UsageError
+from rollsweep.rollouts.text import final_output, prompt_text
 from rollsweep.viewer import query
 from rollsweep.viewer.index import RolloutIndex, check_rollouts_file
 
@@ -361,7 +362,7 @@ def create_app(workspace: Workspace) -> FastAPI:
                     "std": query._finite(group["std"]),
                     "min": query._finite(group["min"]),
                     "max": query._finite(group["max"]),
-                    "prompt": query._clip(query.prompt_text(body)),
+                    "prompt": query._clip(prompt_text(body)),
                     "repeats": [
                         {
                             "i": m,
@@ -443,9 +444,9 @@ def create_app(workspace: Workspace) -> FastAPI:
                 if i is not None and i < frame.height:
                     meta = frame.row(i, named=True)
                     body = source.index.read_at(meta["offset"], meta["length"])
-                    record[f"output_{side}"] = query._clip(query.final_output(body), 160)
+                    record[f"output_{side}"] = query._clip(final_output(body), 160)
                     if side == "a" or record.get("prompt") is None:
-                        record["prompt"] = query._clip(query.prompt_text(body), 160)
+                        record["prompt"] = query._clip(prompt_text(body), 160)
         complete = source_a.index.complete and source_b.index.complete
         return {
             "a": source_a.id,

@@ -24,7 +24,7 @@ import orjson
 import polars as pl
 
 from rollsweep.errors import UsageError
-from rollsweep.rows import finite_number, plain_int
+from rollsweep.rollouts.rows import finite_number, plain_int
 
 #: The first block is small so that the first page shows at once; the rest go in big blocks.
 FIRST_BLOCK_BYTES = 256 * 1024

@@ -11,6 +11,8 @@ from typing import Any
 
 import polars as pl
 
+from rollsweep.rollouts.text import content_text, final_output, prompt_text
+
 #: Two rewards closer than this are equal (filters, compare).
 REWARD_TOLERANCE = 1e-9
 PREVIEW_CHARS = 240
@@ -111,56 +113,6 @@ def _clip(text: str, limit: int = PREVIEW_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def content_text(content: Any) -> str:
-    """The text of a message's content: a string, or the text of its parts."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = []
-        for part in content:
-            if isinstance(part, str):
-                parts.append(part)
-            elif isinstance(part, dict):
-                if isinstance(part.get("text"), str):
-                    parts.append(part["text"])
-                elif isinstance(part.get("refusal"), str):
-                    parts.append(f"[refusal] {part['refusal']}")
-                elif part.get("type"):
-                    parts.append(f"[{part['type']}]")
-        return "\n".join(parts)
-    if content is None:
-        return ""
-    return json.dumps(content, ensure_ascii=False)
-
-
-def prompt_text(row: dict[str, Any]) -> str:
-    """The task's last user message (or its string input, or ``prompt``)."""
-    params = row.get("responses_create_params")
-    given = params.get("input") if isinstance(params, dict) else None
-    if isinstance(given, str):
-        return given
-    if isinstance(given, list):
-        for item in reversed(given):
-            if isinstance(item, dict) and item.get("role") == "user":
-                return content_text(item.get("content"))
-    prompt = row.get("prompt")
-    return prompt if isinstance(prompt, str) else ""
-
-
-def final_output(row: dict[str, Any]) -> str:
-    """The rollout's final text: ``output``, else the last assistant message of the response."""
-    output = row.get("output")
-    if isinstance(output, str):
-        return output
-    response = row.get("response")
-    items = response.get("output") if isinstance(response, dict) else None
-    if isinstance(items, list):
-        for item in reversed(items):
-            if isinstance(item, dict) and item.get("type") == "message":
-                return content_text(item.get("content"))
-    return "" if output is None else json.dumps(output, ensure_ascii=False)
-
-
 def _scalar(value: Any) -> str:
     if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
         return repr(value)
@@ -236,7 +188,7 @@ def _item_entry(item: Any, source: str) -> dict[str, Any]:
         return {
             "kind": entry_kind,
             "label": role,
-            "text": content_text(item.get("content")),
+            "text": content_text(item.get("content"), labels=True),
             "source": source,
         }
     if kind == "function_call":
@@ -274,7 +226,7 @@ def _item_entry(item: Any, source: str) -> dict[str, Any]:
         return {
             "kind": "assistant",
             "label": "assistant",
-            "text": content_text(item.get("content")),
+            "text": content_text(item.get("content"), labels=True),
             "source": source,
         }
     return {"kind": "other", "label": str(kind), "text": _pretty(item)[0], "source": source}
