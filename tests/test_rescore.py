@@ -13,12 +13,12 @@ import pytest
 
 from rollsweep.config import StackConfig
 from rollsweep.rescore import (
-    default_output,
     format_distributions,
     rescore,
     rescore_main,
     task_of,
 )
+from rollsweep.rollouts.names import rescored_path_for
 from rollsweep.viewer.demo import write_demo_rollouts
 
 VERIFIER_V1 = """
@@ -158,8 +158,8 @@ def test_rescore_command_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> 
     assert rescore_main(["--verifier", str(verifier), str(rollouts)]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[2].startswith("before")
-    assert default_output(rollouts) == tmp_path / "rollouts_rescored.jsonl"
-    assert len(read(default_output(rollouts))) == 8
+    assert rescored_path_for(rollouts) == tmp_path / "rollouts_rescored.jsonl"
+    assert len(read(rescored_path_for(rollouts))) == 8
     # bundled verifiers by name work too
     assert rescore_main(["--verifier", "math", str(rollouts), "-o", str(tmp_path / "m.jsonl")]) == 0
     capsys.readouterr()

@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from rollsweep.errors import UsageError
-from rollsweep.protocol import failures_path_for
-from rollsweep.rollouts.jsonl import atomic_output, dumps, iter_jsonl
+from rollsweep.rollouts.jsonl import atomic_output, dumps
+from rollsweep.rollouts.names import failures_path_for, rescored_path_for
+from rollsweep.rollouts.reader import iter_rows
 from rollsweep.rollouts.rows import finite_number, plain_int
 
 #: Keys a rollout adds to its task row; the verifier sees the row without them (the task as
@@ -103,12 +104,6 @@ def task_of(row: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in row.items() if key not in ROLLOUT_KEYS}
 
 
-def default_output(rollouts_path: str | Path) -> Path:
-    """``<stem>_rescored.jsonl`` beside the rollouts."""
-    path = Path(rollouts_path)
-    return path.with_name(f"{path.stem}_rescored.jsonl")
-
-
 def rescore(
     rollouts_path: str | Path,
     verifier_spec: str | Path,
@@ -139,11 +134,7 @@ def rescore(
 
     result = RescoreResult(source, target, str(verifier_spec))
     with atomic_output(target) as handle:
-        for line, row in iter_jsonl(source):
-            if not isinstance(row, dict):
-                raise UsageError(
-                    "expected a JSON object (a rollout row)", path=str(source), line=line
-                )
+        for line, row in iter_rows(source):
             response = row.get("response")
             if not isinstance(response, dict):
                 raise UsageError(
@@ -324,7 +315,7 @@ def rescore_main(argv: list[str]) -> int:
             ns = rescore_parser().parse_args(argv)
         except SystemExit as done:  # --help
             return int(done.code or 0)
-        output = Path(ns.output) if ns.output else default_output(ns.rollouts)
+        output = Path(ns.output) if ns.output else rescored_path_for(ns.rollouts)
         result = rescore(ns.rollouts, ns.verifier, output, on_error=ns.on_error)
         print(result.report(max_listed=max(0, ns.max_listed)))
         return 0

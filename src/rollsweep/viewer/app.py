@@ -21,6 +21,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from rollsweep.errors import UsageError
+from rollsweep.rollouts.names import is_failures_file
 from rollsweep.rollouts.text import final_output, prompt_text
 from rollsweep.viewer import query
 from rollsweep.viewer.index import RolloutIndex, check_rollouts_file
@@ -77,7 +78,7 @@ def _is_rollouts_file(path: Path) -> bool:
         path.is_file()
         and name.startswith("rollouts")
         and name.endswith(".jsonl")
-        and not name.endswith("_failures.jsonl")
+        and not is_failures_file(name)
         and not name.startswith(".")
     )
 
