@@ -3,7 +3,12 @@ import sys
 
 from rollsweep.errors import UsageError
 from rollsweep.pipeline import ExperimentPlan, load_pipeline_config
-from rollsweep.rollouts.names import AGGREGATE_FILES, PLOT_FILES, PLOTS_DIR, ROLLOUTS_FILE
+from rollsweep.rollouts.names import (
+    AGGREGATE_FILES,
+    PLOT_FILES,
+    PLOTS_DIR,
+    ROLLOUTS_FILE,
+)
 
 CONFIG_SOURCE = ", ".join(str(path) for path in workflow.configfiles) or "config"
 try:
