@@ -65,6 +65,7 @@ from rollsweep.rollouts.names import (
     checkpoint_path,
     failures_path_for,
 )
+from rollsweep.rollouts.reader import iter_rows
 from rollsweep.rollouts.rows import validate_task
 from rollsweep.rollouts.text import output_text
 from rollsweep.transport import AiohttpTransport
@@ -1119,7 +1120,7 @@ async def write_aggregate_metrics(
 
     An agent without the endpoint (a plain ``/run`` server) is not an error: one warning line.
     """
-    rows = [_for_aggregation(row) for _, row in iter_jsonl(output)]
+    rows = [_for_aggregation(row) for _, row in iter_rows(output)]
     url = f"{agent_url.rstrip('/')}/aggregate_metrics"
     try:
         async with httpx.AsyncClient(timeout=timeout_s) as client:
@@ -1150,7 +1151,7 @@ async def write_aggregate_metrics(
 
 def _mean_reward_of(path: Path) -> float:
     total = count = 0
-    for _, row in iter_jsonl(path):
+    for _, row in iter_rows(path):
         total += row["reward"]
         count += 1
     return total / count if count else float("nan")

@@ -115,18 +115,24 @@ def best_params(
         result["verdict"] = "only"
         return result
     result["runner_up"] = _pick(rows[1], param_names, metric)
-    tables = [
+    winner, second = (
         _task_metric(items[row["_position"]].rollouts, metric, success_threshold, row["k"])
         for row in rows[:2]
-    ]
-    paired = tables[0].join(tables[1], on="task_index", how="inner", suffix="_second")
-    differences = (paired.get_column("value") - paired.get_column("value_second")).to_numpy()
-    difference = paired_difference(differences, alpha=alpha, n_bootstrap=n_bootstrap, seed=seed)
+    )
+    difference = paired_difference(
+        _per_task_differences(winner, second), alpha=alpha, n_bootstrap=n_bootstrap, seed=seed
+    )
     result["difference"] = difference
     estimate, p_value = difference["estimate"], difference["p_value"]
     best = p_value is not None and p_value < alpha and estimate > 0
     result["verdict"] = "best" if best else "tie"
     return result
+
+
+def _per_task_differences(first: pl.DataFrame, second: pl.DataFrame) -> np.ndarray:
+    """first's value minus second's, per task both ran (paired on task_index)."""
+    paired = first.join(second, on="task_index", how="inner", suffix="_second")
+    return (paired.get_column("value") - paired.get_column("value_second")).to_numpy()
 
 
 def paired_difference(
