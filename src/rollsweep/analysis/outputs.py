@@ -79,19 +79,21 @@ def write_experiment_outputs(
     output_dir: str | os.PathLike[str],
     configs: Sequence[ConfigFiles],
     *,
+    metric: str = "mean",
+    baseline: str | os.PathLike[str] | None = None,
     alpha: float = 0.05,
     n_bootstrap: int = 2000,
     seed: int = 0,
     success_threshold: float = 1.0,
     low_reward_threshold: float = 0.3,
-    metric: str = "mean",
-    baseline: str | os.PathLike[str] | None = None,
 ) -> dict[str, Path]:
     """Write every aggregate of an experiment into ``output_dir``; returns name -> path.
 
     ``configs``: (params, rollouts path, failures sidecar path or None) per configuration; None
-    means the default sidecar ``<stem>_failures.jsonl`` if it exists. ``baseline``: a rollouts
-    file whose reward counts go beside ours in reward_distribution.csv. Files (AGGREGATE_FILES):
+    means the default sidecar ``<stem>_failures.jsonl`` if it exists. ``metric``: what the best
+    configuration is chosen by. ``baseline``: a rollouts file whose reward counts go beside ours
+    in reward_distribution.csv. The statistics' settings are ``summarize``'s. Files
+    (AGGREGATE_FILES):
     summary.csv/.parquet, best_params.json, per_task.csv, task_outcomes.csv,
     reward_distribution.csv, failures.jsonl (the rows of every configuration with reward <
     low_reward_threshold, verbatim, in configuration order). Each file appears atomically.
