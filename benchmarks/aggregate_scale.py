@@ -88,7 +88,7 @@ def timed_child(command: list[str]) -> tuple[float, float, str]:
 AGGREGATE = textwrap.dedent(
     """
     import sys
-    from rollsweep.aggregate import write_experiment_outputs
+    from rollsweep.analysis.outputs import write_experiment_outputs
     write_experiment_outputs(sys.argv[2], [({"temperature": 0.5}, sys.argv[1], None)])
     """
 )

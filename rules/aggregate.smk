@@ -9,24 +9,16 @@ rule aggregate:
             name.replace(".", "_"): f"{RESULTS}/{{experiment}}/{name}"
             for name in AGGREGATE_FILES
         },
-        reward_vs_params=report(
-            f"{RESULTS}/{{experiment}}/plots/reward_vs_params.png",
-            caption="../report/reward_vs_params.rst",
-            category="{experiment}",
-            labels={"experiment": "{experiment}", "plot": "reward vs parameters"},
-        ),
-        reward_distribution=report(
-            f"{RESULTS}/{{experiment}}/plots/reward_distribution.png",
-            caption="../report/reward_distribution.rst",
-            category="{experiment}",
-            labels={"experiment": "{experiment}", "plot": "reward distribution"},
-        ),
-        per_task_variance=report(
-            f"{RESULTS}/{{experiment}}/plots/per_task_variance.png",
-            caption="../report/per_task_variance.rst",
-            category="{experiment}",
-            labels={"experiment": "{experiment}", "plot": "per-task variance"},
-        ),
+        # one output per plot, named by its stem (reward_vs_params, ...), with its caption
+        **{
+            name.removesuffix(".png"): report(
+                f"{RESULTS}/{{experiment}}/{PLOTS_DIR}/{name}",
+                caption=f"../report/{name.removesuffix('.png')}.rst",
+                category="{experiment}",
+                labels={"experiment": "{experiment}", "plot": title},
+            )
+            for name, title in PLOT_FILES.items()
+        },
     log:
         f"{RESULTS}/{{experiment}}/logs/aggregate.log",
     localrule: True

@@ -31,7 +31,7 @@ rule merge_shards:
     input:
         shard_files,
     output:
-        f"{RESULTS}/{{experiment}}/{{config}}/rollouts.jsonl",
+        f"{RESULTS}/{{experiment}}/{{config}}/{ROLLOUTS_FILE}",
     log:
         f"{RESULTS}/{{experiment}}/{{config}}/logs/merge.log",
     localrule: True

@@ -3,6 +3,12 @@ import sys
 
 from rollsweep.errors import UsageError
 from rollsweep.pipeline import ExperimentPlan, load_pipeline_config
+from rollsweep.rollouts.names import (
+    AGGREGATE_FILES,
+    PLOT_FILES,
+    PLOTS_DIR,
+    ROLLOUTS_FILE,
+)
 
 CONFIG_SOURCE = ", ".join(str(path) for path in workflow.configfiles) or "config"
 try:
@@ -16,16 +22,6 @@ RESULTS = PIPELINE.results_dir
 EXPERIMENTS = list(PIPELINE.experiments)
 # each experiment's configurations and shards, computed once (on first use) for all its jobs
 PLANS = {name: ExperimentPlan(PIPELINE, name) for name in EXPERIMENTS}
-AGGREGATE_FILES = [
-    "summary.csv",
-    "summary.parquet",
-    "best_params.json",
-    "per_task.csv",
-    "task_outcomes.csv",
-    "reward_distribution.csv",
-    "failures.jsonl",
-]
-PLOTS = ["reward_vs_params.png", "reward_distribution.png", "per_task_variance.png"]
 
 
 wildcard_constraints:
@@ -50,7 +46,7 @@ def all_targets():
         for experiment in EXPERIMENTS
         for name in [
             *AGGREGATE_FILES,
-            *(f"plots/{plot}" for plot in PLOTS),
+            *(f"{PLOTS_DIR}/{plot}" for plot in PLOT_FILES),
             "manifest.json",
         ]
     ]

@@ -4,10 +4,10 @@
 
 rule rescore:
     input:
-        rollouts=f"{RESULTS}/{{experiment}}/{{config}}/rollouts.jsonl",
+        rollouts=f"{RESULTS}/{{experiment}}/{{config}}/{ROLLOUTS_FILE}",
         verifier=lambda w: rescore_verifier_file(w.experiment),
     output:
-        rollouts=f"{RESULTS}/{{experiment}}/rescored/{{config}}/rollouts.jsonl",
+        rollouts=f"{RESULTS}/{{experiment}}/rescored/{{config}}/{ROLLOUTS_FILE}",
         report=f"{RESULTS}/{{experiment}}/rescored/{{config}}/report.txt",
     log:
         f"{RESULTS}/{{experiment}}/logs/rescore-{{config}}.log",

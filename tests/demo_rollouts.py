@@ -15,7 +15,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from rollsweep.jsonl import dumps
+from rollsweep.rollouts.jsonl import dumps
 
 #: Task 3's prompt and output: rollout text that must render as text and never run.
 SCRIPT_PAYLOAD = (

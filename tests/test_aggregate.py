@@ -17,28 +17,28 @@ import numpy as np
 import polars as pl
 import pytest
 
-from rollsweep import aggregate
-from rollsweep.aggregate import (
-    ROLLOUT_COLUMNS,
-    SUMMARY_COLUMNS,
-    ConfigRollouts,
-    best_params,
+from rollsweep.analysis.configs import ConfigRollouts
+from rollsweep.analysis.outputs import low_reward_rollouts, write_experiment_outputs
+from rollsweep.analysis.picks import best_params
+from rollsweep.analysis.plots import write_experiment_plots
+from rollsweep.analysis.read import ROLLOUT_COLUMNS, count_failures, load_rollouts
+from rollsweep.analysis.statistics import (
     cluster_bootstrap_ci,
     clustered_sem,
-    config_label,
-    count_failures,
-    load_rollouts,
-    low_reward_rollouts,
     pass_at_k,
+    sign_flip_test,
+)
+from rollsweep.analysis.tables import (
+    SUMMARY_COLUMNS,
     per_task,
     reward_distribution,
-    sign_flip_test,
     summarize,
     task_outcomes,
-    write_experiment_outputs,
 )
 from rollsweep.errors import UsageError
-from rollsweep.plots import write_experiment_plots
+from rollsweep.pipeline import ExperimentConfig, configurations
+from rollsweep.rollouts import reader
+from rollsweep.rollouts.names import config_label
 
 
 def rollout(task: int, repeat: int, reward: float, **extra: object) -> dict:
@@ -120,7 +120,7 @@ def test_load_rollouts_across_read_blocks(tmp_path, monkeypatch):
     rows[5]["output"] = "x" * 3000  # a line longer than a block
     path = write_rows(tmp_path / "r.jsonl", rows)
     whole = load_rollouts(path)
-    monkeypatch.setattr(aggregate, "READ_BLOCK_BYTES", 257)
+    monkeypatch.setattr(reader, "READ_BLOCK_BYTES", 257)
     assert load_rollouts(path).equals(whole)
     assert whole.get_column("reward").to_list() == [row["reward"] for row in rows]
 
@@ -465,9 +465,6 @@ def test_config_label_and_param_columns():
 
 def test_config_label_matches_the_configuration_directory():
     """A boolean grid value is spelled as in the directory name (`flag~true`), not `True`."""
-    from rollsweep.aggregate import config_label
-    from rollsweep.pipeline import ExperimentConfig, configurations
-
     experiment = ExperimentConfig(
         input="tasks.jsonl",
         grid={"responses_create_params.parallel_tool_calls": [True, False], "agent_name": ["a"]},

@@ -7,13 +7,13 @@ import json
 
 import pytest
 
+from rollsweep.rollouts.text import output_text
 from rollsweep.servers.conversion import (
     ConversionError,
     chat_request_to_responses,
     chat_response_to_responses,
     convert_chat_request,
     convert_responses_request,
-    output_text,
     parse_text_tool_calls,
     responses_request_to_chat,
     responses_response_to_chat,

@@ -15,11 +15,11 @@ from demo_rollouts import write_demo_rollouts
 from rollsweep.cli import run_command
 from rollsweep.config import StackConfig
 from rollsweep.rescore import (
-    default_output,
     format_distributions,
     rescore,
     task_of,
 )
+from rollsweep.rollouts.names import rescored_path_for
 
 VERIFIER_V1 = """
 from rollsweep.verifiers import final_text
@@ -158,8 +158,8 @@ def test_rescore_command_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> 
     assert run_command("rescore", ["--verifier", str(verifier), str(rollouts)]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[2].startswith("before")
-    assert default_output(rollouts) == tmp_path / "rollouts_rescored.jsonl"
-    assert len(read(default_output(rollouts))) == 8
+    assert rescored_path_for(rollouts) == tmp_path / "rollouts_rescored.jsonl"
+    assert len(read(rescored_path_for(rollouts))) == 8
     # bundled verifiers by name work too
     assert (
         run_command(

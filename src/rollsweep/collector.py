@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import email.utils
 import gc
-import glob
 import hashlib
 import json
 import math
@@ -50,20 +49,25 @@ import orjson
 
 from rollsweep.config import CollectSettings
 from rollsweep.errors import ServerUnavailable, UsageError
-from rollsweep.jsonl import atomic_output, dumps, iter_jsonl
 from rollsweep.protocol import (
     AGENT_REF_KEY,
     FAILURE_CLASS_KEY,
     NO_PERSIST_KEY,
     ROLLOUT_INDEX_KEY,
     TASK_INDEX_KEY,
-    aggregate_metrics_path_for,
     derive_seed,
-    failures_path_for,
     with_seed,
 )
-from rollsweep.rows import validate_task
-from rollsweep.servers.conversion import output_text
+from rollsweep.rollouts.jsonl import atomic_output, dumps, iter_jsonl
+from rollsweep.rollouts.names import (
+    aggregate_metrics_path_for,
+    checkpoint_files,
+    checkpoint_path,
+    failures_path_for,
+)
+from rollsweep.rollouts.reader import iter_rows
+from rollsweep.rollouts.rows import validate_task
+from rollsweep.rollouts.text import output_text
 from rollsweep.transport import AiohttpTransport
 
 #: The cyclic GC's thresholds while collecting. Thousands of rollouts in flight are millions of
@@ -188,25 +192,6 @@ def configuration_hash(settings: CollectSettings, scan: TaskScan, target: str) -
 
 
 # --------------------------------------------------------------------------- checkpoint
-
-
-def checkpoint_path(output: Path, config_hash: str, part: int | None = None) -> Path:
-    """The progress file beside the output; its name carries the configuration hash.
-
-    ``part`` k names worker k's file of a ``+num_workers`` run (``.w<k>.ckpt.jsonl``).
-    """
-    middle = "" if part is None else f"w{part}."
-    return output.parent / f".{output.name}.{config_hash}.{middle}ckpt.jsonl"
-
-
-def checkpoint_files(output: Path, config_hash: str) -> list[Path]:
-    """Every progress file of this configuration: the main one first, then workers' parts."""
-    main = checkpoint_path(output, config_hash)
-    parts = sorted(
-        output.parent.glob(f"{glob.escape(f'.{output.name}.{config_hash}')}.w*.ckpt.jsonl"),
-        key=lambda path: int(path.name.rsplit(".w", 1)[1].split(".", 1)[0]),
-    )
-    return [main, *parts]
 
 
 class CheckpointIndex:
@@ -1135,7 +1120,7 @@ async def write_aggregate_metrics(
 
     An agent without the endpoint (a plain ``/run`` server) is not an error: one warning line.
     """
-    rows = [_for_aggregation(row) for _, row in iter_jsonl(output)]
+    rows = [_for_aggregation(row) for _, row in iter_rows(output)]
     url = f"{agent_url.rstrip('/')}/aggregate_metrics"
     try:
         async with httpx.AsyncClient(timeout=timeout_s) as client:
@@ -1166,7 +1151,7 @@ async def write_aggregate_metrics(
 
 def _mean_reward_of(path: Path) -> float:
     total = count = 0
-    for _, row in iter_jsonl(path):
+    for _, row in iter_rows(path):
         total += row["reward"]
         count += 1
     return total / count if count else float("nan")

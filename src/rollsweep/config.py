@@ -18,7 +18,7 @@ from pydantic import (
 
 from rollsweep.errors import UsageError
 from rollsweep.paths import DEFAULT_STACK_CONFIG
-from rollsweep.rows import SamplingParams, describe_validation_error
+from rollsweep.rollouts.rows import SamplingParams, describe_validation_error
 
 
 class StrictModel(BaseModel):

@@ -369,7 +369,7 @@ def executor_name(workflow: Any) -> str | None:
 
 def write_manifest(path: str | Path, manifest: dict[str, Any]) -> None:
     """Write atomically: a reader never sees half a manifest."""
-    from rollsweep.jsonl import atomic_output
+    from rollsweep.rollouts.jsonl import atomic_output
 
     text = json.dumps(manifest, indent=2, sort_keys=False, default=str) + "\n"
     with atomic_output(path) as handle:

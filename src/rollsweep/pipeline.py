@@ -24,8 +24,9 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from rollsweep.config import StrictModel, load_stack_config
 from rollsweep.errors import UsageError
-from rollsweep.jsonl import atomic_output, dumps
-from rollsweep.rows import SamplingParams, describe_validation_error
+from rollsweep.rollouts.jsonl import atomic_output, dumps
+from rollsweep.rollouts.names import METRICS, ROLLOUTS_FILE, config_label
+from rollsweep.rollouts.rows import SamplingParams, describe_validation_error
 
 #: Grid keys other than ``responses_create_params.*`` that a configuration may vary.
 AGENT_KEYS = ("agent_name",)
@@ -38,7 +39,7 @@ class StatsSettings(StrictModel):
     n_bootstrap: int = Field(default=2000, ge=100)
     success_threshold: float = 1.0
     low_reward_threshold: float = 0.3
-    metric: str = Field(default="mean", pattern="^(mean|pass_at_1|pass_at_k|majority_at_k)$")
+    metric: str = Field(default="mean", pattern=f"^({'|'.join(METRICS)})$")
 
 
 class ExperimentConfig(StrictModel):
@@ -132,10 +133,6 @@ def short_name(grid_key: str) -> str:
     return grid_key.rsplit(".", 1)[-1]
 
 
-def format_value(value: Scalar) -> str:
-    return str(value).lower() if isinstance(value, bool) else str(value)
-
-
 def load_pipeline_config(data: dict[str, Any], *, source: str = "config") -> PipelineConfig:
     """Validate the Snakemake config dict; errors name the key, in one line."""
     try:
@@ -172,7 +169,7 @@ def configurations(name: str, experiment: ExperimentConfig) -> list[Configuratio
     points = []
     for combo in itertools.product(*(experiment.grid[k] for k in keys)):
         values = dict(zip(keys, combo, strict=True))
-        label = "/".join(f"{short_name(k)}~{format_value(v)}" for k, v in values.items())
+        label = config_label({short_name(k): v for k, v in values.items()})
         points.append(Configuration(name, label, values))
     return points
 
@@ -244,7 +241,7 @@ class ExperimentPlan:
     def rollouts(self) -> list[str]:
         """The merged rollouts file of each configuration, in the grid's order."""
         root = f"{self.pipeline.results_dir}/{self.name}"
-        return [f"{root}/{label}/rollouts.jsonl" for label in self.configurations]
+        return [f"{root}/{label}/{ROLLOUTS_FILE}" for label in self.configurations]
 
     def shard_files(self, label: str) -> list[str]:
         """The shard files that merge into one configuration's rollouts."""
@@ -359,8 +356,9 @@ def aggregate_experiment(
     plots_dir: str | None = None,
 ) -> dict[str, Path]:
     """Write the experiment's tables and plots (summary, best params, per task, ...)."""
-    from rollsweep.aggregate import write_experiment_outputs
-    from rollsweep.plots import write_experiment_plots
+    # matplotlib, heavy: imported only by the job that draws
+    from rollsweep.analysis.outputs import write_experiment_outputs
+    from rollsweep.analysis.plots import write_experiment_plots
 
     points = configurations(name, experiment)
     configs = [

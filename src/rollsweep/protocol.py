@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -34,21 +33,6 @@ KIND_SECTIONS = {
     "model": "responses_api_models",
     "resources": "resources_servers",
 }
-
-
-# --------------------------------------------------------------------------- files
-
-
-def failures_path_for(output: str | Path) -> Path:
-    """The failures sidecar beside a rollouts file: ``<stem>_failures.jsonl`` (NeMo Gym's)."""
-    path = Path(output)
-    return path.with_name(f"{path.stem}_failures.jsonl")
-
-
-def aggregate_metrics_path_for(output: str | Path) -> Path:
-    """Where NeMo Gym's collector writes the agent's ``/aggregate_metrics`` answer."""
-    path = Path(output)
-    return path.with_name(f"{path.stem}_aggregate_metrics.json")
 
 
 # --------------------------------------------------------------------------- seeds

@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from rollsweep.errors import UsageError
-from rollsweep.jsonl import atomic_output, dumps, iter_jsonl
-from rollsweep.protocol import failures_path_for
-from rollsweep.rows import finite_number, plain_int
+from rollsweep.rollouts.jsonl import atomic_output, dumps
+from rollsweep.rollouts.names import failures_path_for
+from rollsweep.rollouts.reader import iter_rows
+from rollsweep.rollouts.rows import finite_number, plain_int
 from rollsweep.verifiers import load_verifier
 from rollsweep.verifiers.base import VerifierError, VerifierFailure, normalize_result
 
@@ -122,12 +123,6 @@ def task_of(row: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in row.items() if key not in ROLLOUT_KEYS}
 
 
-def default_output(rollouts_path: str | Path) -> Path:
-    """``<stem>_rescored.jsonl`` beside the rollouts."""
-    path = Path(rollouts_path)
-    return path.with_name(f"{path.stem}_rescored.jsonl")
-
-
 def rescore(
     rollouts_path: str | Path,
     verifier_spec: str | Path,
@@ -147,11 +142,7 @@ def rescore(
     _check_inputs(source, target, verifier_spec)
     result = RescoreResult(source, target, str(verifier_spec))
     with atomic_output(target) as handle:
-        for line, row in iter_jsonl(source):
-            if not isinstance(row, dict):
-                raise UsageError(
-                    "expected a JSON object (a rollout row)", path=str(source), line=line
-                )
+        for line, row in iter_rows(source):
             if not isinstance(row.get("response"), dict):
                 raise UsageError(
                     "the row has no 'response' object to verify", path=str(source), line=line

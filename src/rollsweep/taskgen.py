@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rollsweep.jsonl import atomic_output, dumps
+from rollsweep.rollouts.jsonl import atomic_output, dumps
 from rollsweep.verifiers.instruction_following import get_instruction
 from rollsweep.verifiers.tool_use import GET_WEATHER_SPEC
 

@@ -12,7 +12,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from rollsweep.errors import UsageError
-from rollsweep.rows import describe_validation_error
+from rollsweep.rollouts.rows import describe_validation_error
 
 HELP_WORDS = ("-h", "--help", "help", "+help")
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from rollsweep.cli.args import UsageParser
-from rollsweep.rescore import default_output, rescore
+from rollsweep.rescore import rescore
+from rollsweep.rollouts.names import rescored_path_for
 
 
 def _parser() -> UsageParser:
@@ -43,7 +44,7 @@ def _parser() -> UsageParser:
 
 def main(argv: list[str]) -> int:
     ns = _parser().parse_args(argv)
-    output = Path(ns.output) if ns.output else default_output(ns.rollouts)
+    output = Path(ns.output) if ns.output else rescored_path_for(ns.rollouts)
     result = rescore(ns.rollouts, ns.verifier, output, on_error=ns.on_error)
     print(result.report(max_listed=max(0, ns.max_listed)))
     return 0

@@ -17,7 +17,7 @@ from fastapi import FastAPI, HTTPException, Request
 from pydantic import BaseModel, Field
 
 from rollsweep.protocol import FAILURE_CLASS_KEY, TASK_INDEX_KEY, rollout_seed, with_seed
-from rollsweep.servers.conversion import output_text
+from rollsweep.rollouts.text import output_text
 
 
 class AgentRuntime(BaseModel):

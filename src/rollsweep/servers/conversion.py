@@ -36,8 +36,8 @@ Conventions (chosen for the open-weight servers we target — vLLM, llama.cpp, l
   upstream's chat ids are random).
 
 :func:`parse_text_tool_calls` recovers tool calls that small models write as text
-(``<tool_call>{"name": …, "arguments": {…}}</tool_call>``), and :func:`output_text` extracts the
-final assistant text of a Responses object.
+(``<tool_call>{"name": …, "arguments": {…}}</tool_call>``); the text of a response is
+rollsweep.rollouts.text's.
 """
 
 from __future__ import annotations
@@ -51,6 +51,8 @@ import time
 import warnings
 from typing import Any, NamedTuple
 
+from rollsweep.rollouts.text import CONTENT_TEXT_PARTS, content_text
+
 __all__ = [
     "ConversionError",
     "Converted",
@@ -59,7 +61,6 @@ __all__ = [
     "complete_response",
     "convert_chat_request",
     "convert_responses_request",
-    "output_text",
     "parse_text_tool_calls",
     "responses_request_to_chat",
     "responses_response_to_chat",
@@ -83,9 +84,6 @@ _PASSTHROUGH_KEYS = (
     "min_p",
     "repetition_penalty",
 )
-
-#: Text part types, in either API, whose ``text`` is plain text.
-_TEXT_PARTS = frozenset({"input_text", "output_text", "text", "summary_text", "reasoning_text"})
 
 #: Responses message roles (Chat Completions uses the same names plus ``tool``).
 _MESSAGE_ROLES = frozenset({"user", "system", "developer", "assistant"})
@@ -120,23 +118,6 @@ def _arguments_text(value: Any) -> str:
     if value is None or value == "":
         return "{}"
     return _json_text(value)
-
-
-def _content_text(content: Any) -> str:
-    """The plain text of a content value in either API (string, or list of text parts)."""
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        texts = []
-        for part in content:
-            if isinstance(part, str):
-                texts.append(part)
-            elif isinstance(part, dict) and part.get("type") in _TEXT_PARTS:
-                texts.append(str(part.get("text") or ""))
-        return "\n".join(texts)
-    return _json_text(content)
 
 
 def _int(value: Any) -> int:
@@ -187,7 +168,7 @@ def _responses_content_to_chat(
         kind = part.get("type") if isinstance(part, dict) else None
         if isinstance(part, str):
             parts.append({"type": "text", "text": part})
-        elif kind in _TEXT_PARTS:
+        elif kind in CONTENT_TEXT_PARTS:
             parts.append({"type": "text", "text": str(part.get("text") or "")})
         elif kind == "refusal" and role == "assistant":
             refusals.append(str(part.get("refusal") or ""))
@@ -315,9 +296,9 @@ def _responses_input_to_messages(
             output = item.get("output")
             if isinstance(output, list):
                 for j, part in enumerate(output):
-                    if not (isinstance(part, dict) and part.get("type") in _TEXT_PARTS):
+                    if not (isinstance(part, dict) and part.get("type") in CONTENT_TEXT_PARTS):
                         dropped.append(f"{where}.output[{j}]: non-text part")
-                output = _content_text(output)
+                output = content_text(output)
             messages.append(
                 {
                     "role": "tool",
@@ -526,7 +507,7 @@ def chat_response_to_responses(
             )
 
         calls, content = _chat_tool_calls(message, request, text_tool_calls)
-        text = _content_text(content)
+        text = content_text(content)
         refusal = message.get("refusal")
         if text or refusal or not calls:
             parts: list[dict[str, Any]] = []
@@ -630,7 +611,7 @@ def _chat_content_to_responses(
         kind = part.get("type") if isinstance(part, dict) else None
         if isinstance(part, str):
             parts.append({"type": text_type, "text": part})
-        elif kind in _TEXT_PARTS:
+        elif kind in CONTENT_TEXT_PARTS:
             parts.append({"type": text_type, "text": str(part.get("text") or "")})
         elif kind == "refusal" and role == "assistant":
             parts.append({"type": "refusal", "refusal": str(part.get("refusal") or "")})
@@ -666,7 +647,7 @@ def _chat_messages_to_input(messages: Any, dropped: list[str]) -> list[dict[str,
                 {
                     "type": "function_call_output",
                     "call_id": str(message.get("tool_call_id") or ""),
-                    "output": _content_text(message.get("content")),
+                    "output": content_text(message.get("content")),
                 }
             )
             continue
@@ -829,7 +810,7 @@ def responses_response_to_chat(resp: dict[str, Any]) -> dict[str, Any]:
             for part in content or []:
                 if not isinstance(part, dict):
                     continue
-                if part.get("type") in _TEXT_PARTS:
+                if part.get("type") in CONTENT_TEXT_PARTS:
                     texts.append(str(part.get("text") or ""))
                     if isinstance(part.get("logprobs"), list):
                         has_logprobs = True
@@ -849,7 +830,7 @@ def responses_response_to_chat(resp: dict[str, Any]) -> dict[str, Any]:
             )
         elif kind == "reasoning":
             for part in [*(item.get("content") or []), *(item.get("summary") or [])]:
-                if isinstance(part, dict) and part.get("type") in _TEXT_PARTS:
+                if isinstance(part, dict) and part.get("type") in CONTENT_TEXT_PARTS:
                     reasoning.append(str(part.get("text") or ""))
 
     text = "".join(texts)
@@ -1038,33 +1019,3 @@ def parse_text_tool_calls(text: str) -> tuple[str, list[dict[str, str]]]:
         if found:
             return "", found
     return text, []
-
-
-#: Content parts that carry an answer's text (refusal and reasoning parts do not).
-TEXT_PART_TYPES = ("output_text", "text", None)
-
-
-def output_text(response: dict[str, Any] | None) -> str:
-    """The final assistant text of a Responses object: the ``output_text`` parts of its last
-    assistant ``message`` item, concatenated (``""`` when there is none)."""
-    if not isinstance(response, dict):
-        return ""
-    output = response.get("output")
-    if not isinstance(output, list):
-        return ""
-    for item in reversed(output):
-        if not isinstance(item, dict) or item.get("type", "message") != "message":
-            continue
-        if item.get("role", "assistant") != "assistant":
-            continue
-        content = item.get("content")
-        if isinstance(content, str):
-            return content
-        if not isinstance(content, list):
-            return ""
-        return "".join(
-            str(part.get("text") or "")
-            for part in content
-            if isinstance(part, dict) and part.get("type") in TEXT_PART_TYPES
-        )
-    return ""

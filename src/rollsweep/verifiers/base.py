@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from rollsweep.servers.conversion import output_text
+from rollsweep.rollouts import text
 
 #: A tool function: (arguments from the model's function call, the task row) -> JSON-able result.
 ToolFn = Callable[[dict[str, Any], dict[str, Any]], Any]
@@ -93,7 +93,7 @@ def final_text(response: dict[str, Any]) -> str:
     the assistant's, as the Responses API only puts assistant messages in ``output``.
     """
     _output_items(response)  # a malformed response is a VerifierError, not an empty answer
-    return output_text(response)
+    return text.output_text(response)
 
 
 def joined_output_text(response: dict[str, Any]) -> str:
@@ -102,22 +102,8 @@ def joined_output_text(response: dict[str, Any]) -> str:
     This is the OpenAI SDK's ``Response.output_text``, which NeMo Gym's math_with_judge and
     mcqa servers grade (so text written before a tool call counts, unlike :func:`final_text`).
     """
-    parts: list[str] = []
-    for item in _output_items(response):
-        if item.get("type", "message") != "message":
-            continue
-        content = item.get("content")
-        if isinstance(content, str):
-            parts.append(content)
-        elif isinstance(content, list):
-            parts.extend(
-                part["text"]
-                for part in content
-                if isinstance(part, dict)
-                and part.get("type") == "output_text"
-                and isinstance(part.get("text"), str)
-            )
-    return "".join(parts)
+    _output_items(response)  # a malformed response is a VerifierError, not an empty answer
+    return text.joined_output_text(response)
 
 
 def function_calls(response: dict[str, Any]) -> list[dict[str, Any]]:

@@ -59,6 +59,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rollsweep.rollouts.text import prompt_text
 from rollsweep.verifiers.base import (
     Verifier,
     VerifierError,
@@ -530,19 +531,9 @@ def _judge_of(task: dict[str, Any]) -> JudgeSettings | None:
 
 
 def _question_of(task: dict[str, Any]) -> str:
+    """The judge's question: the task's ``question``, else its prompt."""
     question = task.get("question")
-    if isinstance(question, str):
-        return question
-    params = task.get("responses_create_params")
-    given = params.get("input") if isinstance(params, dict) else None
-    if isinstance(given, str):
-        return given
-    for item in reversed(given or []):
-        if isinstance(item, dict) and item.get("role") == "user":
-            content = item.get("content")
-            if isinstance(content, str):
-                return content
-    return ""
+    return question if isinstance(question, str) else prompt_text(task)
 
 
 def verify_math(task: dict[str, Any], response: dict[str, Any]) -> dict[str, Any]:

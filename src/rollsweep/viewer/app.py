@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
+from rollsweep.rollouts.text import final_output, prompt_text
 from rollsweep.viewer import query
 from rollsweep.viewer.workspace import Source, Workspace
 
@@ -140,7 +141,7 @@ def _groups(workspace: Workspace, src: int, frame: pl.DataFrame) -> pl.DataFrame
 def _members(group: dict[str, Any]) -> list[dict[str, Any]]:
     """A task group's rollouts: row number, repeat and reward of each."""
     return [
-        {"i": i, "repeat": repeat, "reward": query._finite(reward)}
+        {"i": i, "repeat": repeat, "reward": query.finite(reward)}
         for i, repeat, reward in zip(
             group["members"], group["member_repeats"], group["member_rewards"], strict=True
         )
@@ -150,7 +151,7 @@ def _members(group: dict[str, Any]) -> list[dict[str, Any]]:
 def _stats(group: dict[str, Any]) -> dict[str, Any]:
     return {
         "n": group["n"],
-        **{key: query._finite(group[key]) for key in ("mean", "std", "min", "max")},
+        **{key: query.finite(group[key]) for key in ("mean", "std", "min", "max")},
     }
 
 
@@ -268,7 +269,7 @@ def _group_record(
         "task_index": group["task_index"],
         "task_id": group["task_id"],
         **_stats(group),
-        "prompt": query._clip(query.prompt_text(body)),
+        "prompt": query.clip(prompt_text(body)),
         "repeats": repeats,
     }
 
@@ -314,9 +315,9 @@ def _add_texts(record: dict[str, Any], side: str, source: Source, frame: pl.Data
         return
     meta = frame.row(i, named=True)
     body = source.index.read_at(meta["offset"], meta["length"])
-    record[f"output_{side}"] = query._clip(query.final_output(body), 160)
+    record[f"output_{side}"] = query.clip(final_output(body), 160)
     if side == "a" or record.get("prompt") is None:
-        record["prompt"] = query._clip(query.prompt_text(body), 160)
+        record["prompt"] = query.clip(prompt_text(body), 160)
 
 
 def _pairs(

@@ -1,10 +1,11 @@
 """An index over a rollouts JSONL file: byte offsets and the small columns, built in the background.
 
-The file is read once, block by block: numpy finds the line boundaries and polars parses the
-few fields the viewer sorts and filters on (reward, task index, repeat, task_id). A row's body is
-read later, by offset, only when it is shown. The first block is small, so the first page of
-rows is ready almost at once while the rest of the file is indexed; queries work on whatever is
-indexed so far (``snapshot()``) and say how far indexing has got.
+The file is read once, block by block, by rollsweep.rollouts.reader's tolerant mode: the byte
+offsets of the rows and the few fields the viewer sorts and filters on (reward, task index,
+repeat, task_id). A row's body is read later, by offset, only when it is shown. The first block
+is small, so the first page of rows is ready almost at once while the rest of the file is
+indexed; queries work on whatever is indexed so far (``snapshot()``) and say how far indexing
+has got.
 
 Lines that are not JSON objects are skipped and reported (file and line), not fatal: a viewer
 should still show a file whose last line was cut by a killed run.
@@ -24,20 +25,13 @@ import orjson
 import polars as pl
 
 from rollsweep.errors import UsageError
-from rollsweep.rows import finite_number, plain_int
+from rollsweep.rollouts.reader import line_blocks, parse_block
 
 #: The first block is small so that the first page shows at once; the rest go in big blocks.
 FIRST_BLOCK_BYTES = 256 * 1024
 BLOCK_BYTES = 8 * 1024 * 1024
 #: Bad lines remembered for the report (all are counted).
 MAX_REPORTED_BAD_LINES = 20
-
-_PARSE_SCHEMA = {
-    "reward": pl.Float64,
-    "_ng_task_index": pl.Int64,
-    "_ng_rollout_index": pl.Int64,
-    "task_id": pl.String,
-}
 
 #: Columns of the index frame.
 INDEX_SCHEMA: dict[str, Any] = {
@@ -80,14 +74,6 @@ def check_rollouts_file(path: Path) -> None:
                     line=number,
                 )
             return
-
-
-def _text(value: Any) -> str | None:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return str(value)
-    return None
 
 
 class RolloutIndex:
@@ -157,30 +143,17 @@ class RolloutIndex:
     def _build(self) -> None:
         fd = self._fd
         assert fd is not None
-        end = self.bytes_total
-        offset = 0
         line = 0
         row = 0
-        pending = b""
-        block_size = FIRST_BLOCK_BYTES
         with os.fdopen(os.dup(fd), "rb", buffering=0) as handle:
-            while True:
-                block = handle.read(min(block_size, max(end - offset - len(pending), 0)))
-                block_size = BLOCK_BYTES
-                if not block:
-                    if pending:
-                        frame, lines = self._parse_block(pending, offset, line, row)
-                        self._append(frame, len(pending))
-                    break
-                data = pending + block if pending else block
-                cut = data.rfind(b"\n") + 1
-                if cut == 0:  # one line longer than a block: read on
-                    pending = data
-                    continue
-                pending = data[cut:]
-                frame, lines = self._parse_block(data[:cut], offset, line, row)
-                self._append(frame, cut)
-                offset += cut
+            blocks = line_blocks(
+                handle, first=FIRST_BLOCK_BYTES, size=BLOCK_BYTES, end=self.bytes_total
+            )
+            offset = 0
+            for data in blocks:
+                frame, lines = self._parse_block(data, offset, line, row)
+                self._append(frame, len(data))
+                offset += len(data)
                 line += lines
                 row += frame.height
 
@@ -195,74 +168,24 @@ class RolloutIndex:
         self, data: bytes, base_offset: int, base_line: int, base_row: int
     ) -> tuple[pl.DataFrame, int]:
         """Index one block of whole lines; return (frame, number of lines in the block)."""
-        buffer = np.frombuffer(data, dtype=np.uint8)
-        ends = np.flatnonzero(buffer == 10)
-        if not data.endswith(b"\n"):
-            ends = np.append(ends, len(data))
-        starts = np.empty_like(ends)
-        if len(ends):
-            starts[0] = 0
-            starts[1:] = ends[:-1] + 1
-        lengths = ends - starts
-        numbers = base_line + 1 + np.arange(len(ends), dtype=np.int64)
-        keep = lengths > 0
-        # whitespace-only lines are blank too (rare: look only at lines starting with a space)
-        first = buffer[np.minimum(starts, max(len(data) - 1, 0))] if len(data) else buffer[:0]
-        for position in np.flatnonzero(keep & np.isin(first, (9, 13, 32))):
-            if not data[starts[position] : ends[position]].strip():
-                keep[position] = False
-        starts, lengths, numbers = starts[keep], lengths[keep], numbers[keep]
-        parsed = None
-        try:
-            parsed = pl.read_ndjson(data, schema=_PARSE_SCHEMA)
-            if parsed.height != len(starts):
-                parsed = None
-        except Exception:  # any quirk: the careful per-line path below decides
-            parsed = None
-        if parsed is None:
-            parsed, good = self._parse_lines(data, starts, lengths, numbers)
-            starts, lengths, numbers = starts[good], lengths[good], numbers[good]
+        block = parse_block(data, base_line)
+        self.bad_lines += len(block.bad)
+        for number, reason in block.bad[: MAX_REPORTED_BAD_LINES - len(self.bad_line_report)]:
+            self.bad_line_report.append({"line": number, "error": reason})
         frame = pl.DataFrame(
             {
-                "i": np.arange(base_row, base_row + len(starts), dtype=np.int64),
-                "line": numbers,
-                "offset": starts.astype(np.int64) + base_offset,
-                "length": lengths.astype(np.int64),
-                "reward": parsed.get_column("reward"),
-                "task_index": parsed.get_column("_ng_task_index"),
-                "repeat": parsed.get_column("_ng_rollout_index"),
-                "task_id": parsed.get_column("task_id"),
+                "i": np.arange(base_row, base_row + len(block.starts), dtype=np.int64),
+                "line": block.lines,
+                "offset": block.starts.astype(np.int64) + base_offset,
+                "length": block.lengths.astype(np.int64),
+                "reward": block.columns.get_column("reward"),
+                "task_index": block.columns.get_column("_ng_task_index"),
+                "repeat": block.columns.get_column("_ng_rollout_index"),
+                "task_id": block.columns.get_column("task_id"),
             },
             schema=INDEX_SCHEMA,
         )
-        return frame, len(ends)
-
-    def _parse_lines(
-        self, data: bytes, starts: np.ndarray, lengths: np.ndarray, numbers: np.ndarray
-    ) -> tuple[pl.DataFrame, np.ndarray]:
-        """The slow, tolerant path: orjson line by line; bad lines are skipped and reported."""
-        good = np.ones(len(starts), dtype=bool)
-        columns: dict[str, list[Any]] = {name: [] for name in _PARSE_SCHEMA}
-        for position, (start, length) in enumerate(zip(starts, lengths, strict=True)):
-            raw = data[start : start + length]
-            try:
-                value = orjson.loads(raw)
-            except orjson.JSONDecodeError as error:
-                reason = f"invalid JSON: {str(error).split(':')[0]}"
-                value = None
-            else:
-                reason = f"not a JSON object but a {type(value).__name__}"
-            if not isinstance(value, dict):
-                good[position] = False
-                self.bad_lines += 1
-                if len(self.bad_line_report) < MAX_REPORTED_BAD_LINES:
-                    self.bad_line_report.append({"line": int(numbers[position]), "error": reason})
-                continue
-            columns["reward"].append(finite_number(value.get("reward")))
-            columns["_ng_task_index"].append(plain_int(value.get("_ng_task_index")))
-            columns["_ng_rollout_index"].append(plain_int(value.get("_ng_rollout_index")))
-            columns["task_id"].append(_text(value.get("task_id")))
-        return pl.DataFrame(columns, schema=_PARSE_SCHEMA), good
+        return frame, block.n_lines
 
     # ------------------------------------------------------------------ reading
 

@@ -11,6 +11,8 @@ from typing import Any
 
 import polars as pl
 
+from rollsweep.rollouts.text import content_text, final_output, prompt_text
+
 #: Two rewards closer than this are equal (filters, compare).
 REWARD_TOLERANCE = 1e-9
 PREVIEW_CHARS = 240
@@ -106,59 +108,10 @@ def with_task_key(frame: pl.DataFrame) -> pl.DataFrame:
 # --------------------------------------------------------------------------- rows
 
 
-def _clip(text: str, limit: int = PREVIEW_CHARS) -> str:
+def clip(text: str, limit: int = PREVIEW_CHARS) -> str:
+    """The text on one line, cut to ``limit`` characters."""
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def content_text(content: Any) -> str:
-    """The text of a message's content: a string, or the text of its parts."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = []
-        for part in content:
-            if isinstance(part, str):
-                parts.append(part)
-            elif isinstance(part, dict):
-                if isinstance(part.get("text"), str):
-                    parts.append(part["text"])
-                elif isinstance(part.get("refusal"), str):
-                    parts.append(f"[refusal] {part['refusal']}")
-                elif part.get("type"):
-                    parts.append(f"[{part['type']}]")
-        return "\n".join(parts)
-    if content is None:
-        return ""
-    return json.dumps(content, ensure_ascii=False)
-
-
-def prompt_text(row: dict[str, Any]) -> str:
-    """The task's last user message (or its string input, or ``prompt``)."""
-    params = row.get("responses_create_params")
-    given = params.get("input") if isinstance(params, dict) else None
-    if isinstance(given, str):
-        return given
-    if isinstance(given, list):
-        for item in reversed(given):
-            if isinstance(item, dict) and item.get("role") == "user":
-                return content_text(item.get("content"))
-    prompt = row.get("prompt")
-    return prompt if isinstance(prompt, str) else ""
-
-
-def final_output(row: dict[str, Any]) -> str:
-    """The rollout's final text: ``output``, else the last assistant message of the response."""
-    output = row.get("output")
-    if isinstance(output, str):
-        return output
-    response = row.get("response")
-    items = response.get("output") if isinstance(response, dict) else None
-    if isinstance(items, list):
-        for item in reversed(items):
-            if isinstance(item, dict) and item.get("type") == "message":
-                return content_text(item.get("content"))
-    return "" if output is None else json.dumps(output, ensure_ascii=False)
 
 
 def _scalar(value: Any) -> str:
@@ -183,7 +136,8 @@ def _metric(row: dict[str, Any], name: str) -> Any:
     return value if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
-def _finite(value: Any) -> float | None:
+def finite(value: Any) -> float | None:
+    """A number as a float, None for missing, NaN and infinite values."""
     if value is None:
         return None
     value = float(value)
@@ -198,9 +152,9 @@ def row_summary(index_row: dict[str, Any], row: dict[str, Any]) -> dict[str, Any
         "task_index": index_row["task_index"],
         "repeat": index_row["repeat"],
         "task_id": index_row["task_id"],
-        "reward": _finite(index_row["reward"]),
-        "prompt": _clip(prompt_text(row)),
-        "output": _clip(final_output(row)),
+        "reward": finite(index_row["reward"]),
+        "prompt": clip(prompt_text(row)),
+        "output": clip(final_output(row)),
         "params": params_label(row),
         "turns": _metric(row, "turns"),
         "tool_calls": _metric(row, "tool_calls"),
@@ -236,7 +190,7 @@ def _item_entry(item: Any, source: str) -> dict[str, Any]:
         return {
             "kind": entry_kind,
             "label": role,
-            "text": content_text(item.get("content")),
+            "text": content_text(item.get("content"), labels=True),
             "source": source,
         }
     if kind == "function_call":
@@ -274,7 +228,7 @@ def _item_entry(item: Any, source: str) -> dict[str, Any]:
         return {
             "kind": "assistant",
             "label": "assistant",
-            "text": content_text(item.get("content")),
+            "text": content_text(item.get("content"), labels=True),
             "source": source,
         }
     return {"kind": "other", "label": str(kind), "text": _pretty(item)[0], "source": source}
@@ -408,8 +362,8 @@ def histogram(rewards: pl.Series, *, max_discrete: int = 24, bins: int = 20) -> 
     out: dict[str, Any] = {
         "n": values.len(),
         "missing": missing,
-        "mean": _finite(values.mean()) if values.len() else None,
-        "std": _finite(values.std()) if values.len() > 1 else None,
+        "mean": finite(values.mean()) if values.len() else None,
+        "std": finite(values.std()) if values.len() > 1 else None,
     }
     if not values.len():
         return {**out, "kind": "discrete", "bins": []}
@@ -517,12 +471,12 @@ def compare_summary(pairs: pl.DataFrame, a: pl.DataFrame, b: pl.DataFrame) -> di
         "only_b": int(counts.get("only_b", 0)),
         "up": changed.filter(pl.col("delta") > 0).height,
         "down": changed.filter(pl.col("delta") < 0).height,
-        "mean_a": _finite(a.get_column("reward").mean()) if a.height else None,
-        "mean_b": _finite(b.get_column("reward").mean()) if b.height else None,
-        "paired_mean_a": _finite(paired.get_column("reward_a").mean()) if paired.height else None,
-        "paired_mean_b": _finite(paired.get_column("reward_b").mean()) if paired.height else None,
+        "mean_a": finite(a.get_column("reward").mean()) if a.height else None,
+        "mean_b": finite(b.get_column("reward").mean()) if b.height else None,
+        "paired_mean_a": finite(paired.get_column("reward_a").mean()) if paired.height else None,
+        "paired_mean_b": finite(paired.get_column("reward_b").mean()) if paired.height else None,
         "transitions": [
-            {"from": _finite(ra), "to": _finite(rb), "count": int(n)}
+            {"from": finite(ra), "to": finite(rb), "count": int(n)}
             for ra, rb, n in transitions.iter_rows()
         ],
     }

@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import HTTPException
 
 from rollsweep.errors import UsageError
+from rollsweep.rollouts.names import is_failures_file
 from rollsweep.viewer import query
 from rollsweep.viewer.index import RolloutIndex, check_rollouts_file
 
@@ -28,7 +29,7 @@ class Source:
         status = self.index.status()
         mean = None
         if status["complete"] and status["rows"]:
-            mean = query._finite(self.index.snapshot().get_column("reward").mean())
+            mean = query.finite(self.index.snapshot().get_column("reward").mean())
         return {"id": self.id, "label": self.label, "path": str(self.path), "mean": mean, **status}
 
 
@@ -48,7 +49,7 @@ def _is_rollouts_file(path: Path) -> bool:
         path.is_file()
         and name.startswith("rollouts")
         and name.endswith(".jsonl")
-        and not name.endswith("_failures.jsonl")
+        and not is_failures_file(name)
         and not name.startswith(".")
     )
 

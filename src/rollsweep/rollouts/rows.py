@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rollsweep.errors import UsageError
+
+Row = TypeVar("Row", bound=BaseModel)
 
 
 class SamplingParams(BaseModel):
@@ -60,28 +62,37 @@ class TaskRow(BaseModel):
 
 
 class RolloutMetrics(BaseModel):
+    """What rollsweep's collector measures of a rollout (an agent may add its own keys)."""
+
     model_config = ConfigDict(extra="allow")
-    latency_s: float
-    input_tokens: int = 0
-    output_tokens: int = 0
-    turns: int = 0
-    tool_calls: int = 0
+
+    latency_s: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    turns: int | None = None
+    tool_calls: int | None = None
 
 
 class RolloutRow(BaseModel):
-    """One line of an output JSONL file: the task's fields plus what the rollout produced."""
+    """One line of a rollouts file: the task's fields plus what the rollout produced.
+
+    NeMo Gym's rows have the first three; rollsweep's collector writes them all (its tests
+    check a collected row against this model), and aggregation reads ``reward`` and the two
+    indices. The strict reader checks the first row of every file with it.
+    """
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
     responses_create_params: dict[str, Any]
-    reward: float = Field(allow_inf_nan=False)
-    output: str
     response: dict[str, Any]
-    task_index: int = Field(alias="_ng_task_index", ge=0)
-    rollout_index: int = Field(alias="_ng_rollout_index", ge=0)
-    metrics: RolloutMetrics
-    params: dict[str, Any]
-    seed: int
+    reward: float = Field(allow_inf_nan=False)
+    task_index: int | None = Field(default=None, alias="_ng_task_index", ge=0)
+    rollout_index: int | None = Field(default=None, alias="_ng_rollout_index", ge=0)
+    task_id: str | int | None = None
+    output: str | None = None
+    metrics: RolloutMetrics | None = None
+    params: dict[str, Any] | None = None
+    seed: int | None = None
 
 
 #: Error kinds whose message already says all (the value is absent, or the check names it).
@@ -104,12 +115,21 @@ def describe_validation_error(error: ValidationError) -> tuple[str | None, str]:
 
 def validate_task(data: Any, *, path: str, line: int) -> TaskRow:
     """Validate one parsed input line, raising a UsageError that names file, line and key."""
+    return _validated(TaskRow, data, path=path, line=line)
+
+
+def _validated(model: type[Row], data: Any, *, path: str, line: int) -> Row:
     if not isinstance(data, dict):
         raise UsageError(
             f"expected a JSON object, got a JSON {type(data).__name__}", path=path, line=line
         )
     try:
-        return TaskRow.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as error:
         key, message = describe_validation_error(error)
         raise UsageError(message, path=path, line=line, key=key) from None
+
+
+def check_rollout_row(data: Any, *, path: str, line: int) -> RolloutRow:
+    """Validate one parsed rollouts line, raising a UsageError that names file, line and key."""
+    return _validated(RolloutRow, data, path=path, line=line)

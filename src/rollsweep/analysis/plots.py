@@ -1,7 +1,7 @@
 """PNG plots of an experiment's aggregates (matplotlib's Agg canvas, no pyplot global state).
 
-Inputs are the frames of ``rollsweep.aggregate`` (or the files it writes): parameter columns
-come first, up to the ``config`` column.
+Inputs are the frames of ``rollsweep.analysis.tables`` (or the files aggregation writes):
+parameter columns come first, up to the ``config`` column.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter, MaxNLocator
 
-from rollsweep.jsonl import atomic_output
+from rollsweep.rollouts.jsonl import atomic_output
 
 #: More distinct reward values than this and the distribution is drawn as a histogram.
 MAX_BAR_VALUES = 30
@@ -180,7 +180,7 @@ def plot_per_task_variance(
 def write_experiment_plots(
     output_dir: str | os.PathLike[str], plots_dir: str | os.PathLike[str] | None = None
 ) -> dict[str, Path]:
-    """Plots from the files of ``aggregate.write_experiment_outputs`` in ``output_dir``.
+    """Plots from the files of ``analysis.outputs.write_experiment_outputs`` in ``output_dir``.
 
     Writes reward_vs_params.png, reward_distribution.png and per_task_variance.png into
     ``plots_dir`` (default: ``output_dir``); returns name -> path.

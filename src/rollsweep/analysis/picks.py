@@ -1,0 +1,161 @@
+"""The best configuration of an experiment, and whether the data separate it from the next."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from rollsweep.analysis.configs import ConfigLike, as_configs
+from rollsweep.analysis.statistics import (
+    cluster_bootstrap_ci,
+    pass_at_k_column,
+    sign_flip_test,
+    task_table,
+)
+from rollsweep.rollouts.names import METRICS
+
+
+def _task_metric(
+    rollouts: pl.DataFrame, metric: str, success_threshold: float, k: int | None
+) -> pl.DataFrame:
+    """Per task: task_index and ``value``, the task's own value of ``metric`` (its mean
+    reward, success share, pass@k estimate or majority indicator)."""
+    tasks = task_table(rollouts, success_threshold=success_threshold)
+    n = tasks.get_column("n").to_numpy()
+    c = tasks.get_column("successes").to_numpy()
+    if metric == "mean":
+        value = tasks.get_column("mean").to_numpy()
+    elif metric == "pass_at_1":
+        value = c / n
+    elif metric == "pass_at_k":
+        value = pass_at_k_column(n, c, int(k or 1))
+    else:
+        value = (2 * c > n).astype(np.float64)
+    return pl.DataFrame({"task_index": tasks.get_column("task_index"), "value": value})
+
+
+def _pick(summary_row: dict[str, Any], param_names: Sequence[str], metric: str) -> dict[str, Any]:
+    params = {name: summary_row[name] for name in param_names if summary_row[name] is not None}
+    keys = (
+        "mean",
+        "ci_low",
+        "ci_high",
+        "sem",
+        "n_rollouts",
+        "n_tasks",
+        "n_repeats",
+        "failure_rate",
+    )
+    picked = {
+        "config": summary_row["config"],
+        "params": params,
+        **{key: summary_row[key] for key in keys},
+    }
+    if metric != "mean":
+        picked[metric] = summary_row[metric]
+    return picked
+
+
+def best_params(
+    summary: pl.DataFrame,
+    configs: Sequence[ConfigLike],
+    *,
+    metric: str = "mean",
+    alpha: float = 0.05,
+    n_bootstrap: int = 2000,
+    seed: int = 0,
+    success_threshold: float = 1.0,
+) -> dict[str, Any]:
+    """The best configuration by ``metric`` and whether the data separate it from the next.
+
+    ``summary`` is ``summarize(configs)``, rows in the same order as ``configs``. Returns::
+
+        {"metric", "alpha", "n_configs",
+         "verdict": "best" | "tie" | "only" | "none",
+         "best":      {"config", "params", "mean", "ci_low", "ci_high", "sem", "n_rollouts",
+                       "n_tasks", "n_repeats", "failure_rate"[, metric]} | None,
+         "runner_up": same keys | None,
+         "difference": {"estimate", "ci_low", "ci_high", "p_value", "n_paired_tasks",
+                        "test"} | None}
+
+    The difference is paired on task_index over the tasks both ran: per task, the winner's
+    value minus the runner-up's (per-task mean reward for metric "mean"), averaged over tasks;
+    its CI is a percentile bootstrap over tasks and its p-value a two-sided paired sign-flip
+    test (``sign_flip_test``). verdict "best" when p < alpha and the estimate > 0, else "tie";
+    "only" with a single configuration with rollouts, "none" with no rollouts at all.
+    """
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
+    items = as_configs(configs)
+    if summary.height != len(items):
+        raise ValueError(f"summary has {summary.height} rows for {len(items)} configurations")
+    param_names = summary.columns[: summary.columns.index("config")]
+    ranked = (
+        summary.with_row_index("_position")
+        .filter(pl.col(metric).is_not_null())
+        .sort(metric, descending=True, maintain_order=True)
+    )
+    result: dict[str, Any] = {
+        "metric": metric,
+        "alpha": alpha,
+        "n_configs": summary.height,
+        "verdict": "none",
+        "best": None,
+        "runner_up": None,
+        "difference": None,
+    }
+    if ranked.height == 0:
+        return result
+    rows = ranked.to_dicts()
+    result["best"] = _pick(rows[0], param_names, metric)
+    if ranked.height == 1:
+        result["verdict"] = "only"
+        return result
+    result["runner_up"] = _pick(rows[1], param_names, metric)
+    winner, second = (
+        _task_metric(items[row["_position"]].rollouts, metric, success_threshold, row["k"])
+        for row in rows[:2]
+    )
+    difference = paired_difference(
+        _per_task_differences(winner, second), alpha=alpha, n_bootstrap=n_bootstrap, seed=seed
+    )
+    result["difference"] = difference
+    estimate, p_value = difference["estimate"], difference["p_value"]
+    best = p_value is not None and p_value < alpha and estimate > 0
+    result["verdict"] = "best" if best else "tie"
+    return result
+
+
+def _per_task_differences(first: pl.DataFrame, second: pl.DataFrame) -> np.ndarray:
+    """first's value minus second's, per task both ran (paired on task_index)."""
+    paired = first.join(second, on="task_index", how="inner", suffix="_second")
+    return (paired.get_column("value") - paired.get_column("value_second")).to_numpy()
+
+
+def paired_difference(
+    differences: np.ndarray, *, alpha: float, n_bootstrap: int, seed: int
+) -> dict[str, Any]:
+    """The mean of per-task differences, its bootstrap CI over tasks and its sign-flip p-value
+    (None for each when no task is paired)."""
+    difference: dict[str, Any] = {
+        "estimate": None,
+        "ci_low": None,
+        "ci_high": None,
+        "p_value": None,
+        "n_paired_tasks": int(differences.size),
+        "test": "two-sided paired sign-flip permutation test over tasks",
+    }
+    if differences.size:
+        low, high = cluster_bootstrap_ci(
+            differences, np.ones_like(differences), n_bootstrap=n_bootstrap, alpha=alpha, seed=seed
+        )
+        difference.update(
+            estimate=float(differences.mean()),
+            ci_low=low,
+            ci_high=high,
+            p_value=sign_flip_test(differences, n_resamples=n_bootstrap, seed=seed),
+        )
+    return difference
