@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rollsweep.aggregate import sign_flip_test
+from rollsweep.analysis.statistics import sign_flip_test
 from rollsweep.analysis.power import (
     VarianceParts,
     detectable_difference,
