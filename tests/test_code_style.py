@@ -1,4 +1,5 @@
-"""The repository's own checks, run in CI: ruff (lint and format), snakefmt, snakemake --lint."""
+"""The repository's own checks, run in CI: ruff (lint and format), snakefmt, snakemake --lint,
+and the import layers of pyproject.toml (import-linter)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ CHECKS = {
     ],
     "snakefmt": ["snakefmt", "--check", "Snakefile", "rules"],
     "snakemake --lint": [sys.executable, "-m", "snakemake", "--lint"],
+    "import layers": ["lint-imports", "--no-cache"],
 }
 
 
