@@ -142,13 +142,10 @@ def head_identity(served: dict[str, Any], agent_name: str) -> str:
 
 def collect_command(args: list[str]) -> int:
     """``ng_collect_rollouts``: validate everything, find or start the servers, collect."""
-    from rollsweep.collector import (
-        Interrupted,
-        check_reachable,
-        collect,
-        run_async,
-        scan_tasks,
-    )
+    from rollsweep.collector.http import check_reachable
+    from rollsweep.collector.loop import Interrupted, run_async
+    from rollsweep.collector.run import collect
+    from rollsweep.collector.tasks import scan_tasks
     from rollsweep.servers.stack import Stack
 
     def on_sigterm(signum: int, _frame: object) -> None:
