@@ -148,11 +148,6 @@ def _index_file(path: Path, index: CheckpointIndex, file: int) -> int:
     return offset
 
 
-def read_checkpoint(path: Path, tasks: range, repeats: range) -> CheckpointIndex:
-    """Index one checkpoint file (see read_checkpoints)."""
-    return read_checkpoints([path], tasks, repeats)
-
-
 class CheckpointWriter:
     """Appends rows to one checkpoint file and indexes them.
 
