@@ -8,16 +8,18 @@ import json
 import pytest
 
 from rollsweep.rollouts.text import output_text
-from rollsweep.servers.conversion import (
-    ConversionError,
+from rollsweep.servers.conversion.common import ConversionError
+from rollsweep.servers.conversion.requests import (
     chat_request_to_responses,
-    chat_response_to_responses,
     convert_chat_request,
     convert_responses_request,
-    parse_text_tool_calls,
     responses_request_to_chat,
+)
+from rollsweep.servers.conversion.responses import (
+    chat_response_to_responses,
     responses_response_to_chat,
 )
+from rollsweep.servers.conversion.tools import parse_text_tool_calls
 
 ADD_TOOL = {
     "type": "function",

@@ -35,7 +35,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from test_collect_simulated import without_timing
 
-from rollsweep.collector import RolloutFailed, post_with_retries
+from rollsweep.collector.http import RolloutFailed, post_with_retries
 from rollsweep.config import load_stack_config
 from rollsweep.servers.stack import Stack
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rollsweep.analysis.statistics import sign_flip_test
 from rollsweep.analysis.power import (
     VarianceParts,
     detectable_difference,
@@ -13,6 +12,7 @@ from rollsweep.analysis.power import (
     sample_size_advice,
     variance_parts,
 )
+from rollsweep.analysis.statistics import sign_flip_test
 
 ALPHA, POWER = 0.05, 0.8
 

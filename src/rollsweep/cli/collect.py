@@ -12,7 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from rollsweep.cli.args import parse_overrides, validate_settings
-from rollsweep.collector import Interrupted, check_reachable, collect, run_async, scan_tasks
+from rollsweep.collector.http import check_reachable
+from rollsweep.collector.loop import Interrupted, run_async
+from rollsweep.collector.run import collect
+from rollsweep.collector.tasks import scan_tasks
 from rollsweep.config import CollectSettings, StackConfig, load_stack_config
 from rollsweep.errors import ServerUnavailable, UsageError
 from rollsweep.identity import agent_identity

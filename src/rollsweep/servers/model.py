@@ -14,11 +14,8 @@ from rollsweep.config import ModelServerConfig
 from rollsweep.protocol import request_seed
 from rollsweep.servers.backends import UpstreamError, create_backend
 from rollsweep.servers.backends.simulated import InjectedFault
-from rollsweep.servers.conversion import (
-    chat_request_to_responses,
-    complete_response,
-    responses_response_to_chat,
-)
+from rollsweep.servers.conversion.requests import chat_request_to_responses
+from rollsweep.servers.conversion.responses import complete_response, responses_response_to_chat
 
 
 class _RawSendApp(FastAPI):

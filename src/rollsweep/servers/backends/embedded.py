@@ -13,7 +13,8 @@ from typing import Any
 from rollsweep.config import EmbeddedSettings
 from rollsweep.errors import UsageError
 from rollsweep.servers.backends import UpstreamError
-from rollsweep.servers.conversion import chat_response_to_responses, responses_request_to_chat
+from rollsweep.servers.conversion.requests import responses_request_to_chat
+from rollsweep.servers.conversion.responses import chat_response_to_responses
 
 #: The instruction that teaches a small model our text tool-call syntax (its chat template has
 #: no tool support of its own).

@@ -10,7 +10,8 @@ import httpx
 from rollsweep.config import OpenAISettings
 from rollsweep.errors import UsageError
 from rollsweep.servers.backends import UpstreamError
-from rollsweep.servers.conversion import chat_response_to_responses, responses_request_to_chat
+from rollsweep.servers.conversion.requests import responses_request_to_chat
+from rollsweep.servers.conversion.responses import chat_response_to_responses
 
 #: Keys of our requests that an upstream Responses API does not accept.
 _NOT_FOR_UPSTREAM_RESPONSES = ("seed",)
