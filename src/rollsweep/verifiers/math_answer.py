@@ -48,9 +48,11 @@ from __future__ import annotations
 
 import atexit
 import json
+import logging
 import math
 import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -58,6 +60,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from rollsweep.rollouts.text import prompt_text
 from rollsweep.verifiers.base import (
@@ -120,8 +124,7 @@ def strip_math_delimiters(text: str) -> str:
 
 def _library_check(expected: str, text: str, timeout_seconds: float) -> dict[str, Any]:
     """math-verify as NeMo Gym configures it, under one deadline; runs in a worker process."""
-    import signal
-
+    # heavy (about a second with sympy): only the worker processes import them
     import sympy
     from math_verify import parse, verify
     from math_verify.errors import TimeoutException
@@ -215,8 +218,6 @@ def _exit_with_parent(every_s: float = 0.2) -> None:
 
 def _worker_main() -> None:
     """Answer one JSON request per stdin line on the original stdout, until stdin closes."""
-    import logging
-
     _exit_with_parent()
     channel = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)  # a stray print from a library must not corrupt the replies
@@ -240,9 +241,7 @@ class _Worker:
     """One worker process and a thread that reads its replies."""
 
     def __init__(self) -> None:
-        import rollsweep
-
-        source = str(Path(rollsweep.__file__).resolve().parents[1])
+        source = str(Path(__file__).resolve().parents[2])  # the directory holding rollsweep/
         path = os.environ.get("PYTHONPATH")
         env = {**os.environ, "PYTHONPATH": source + (os.pathsep + path if path else "")}
         self.process = subprocess.Popen(
@@ -455,8 +454,6 @@ def ask_judge(
     settings: JudgeSettings, question: str, first_answer: str, second_answer: str
 ) -> tuple[bool, dict[str, Any]]:
     """One judge call: (equal?, {"request", "response"}); a failed call is ``judge_failed``."""
-    import httpx
-
     prompt = JUDGE_USER_TEMPLATE.format(
         question=question, first_answer=first_answer, second_answer=second_answer
     )
