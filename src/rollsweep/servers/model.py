@@ -12,8 +12,10 @@ from fastapi.responses import JSONResponse, Response
 
 from rollsweep.config import ModelServerConfig
 from rollsweep.protocol import request_seed
-from rollsweep.servers.backends import UpstreamError, create_backend
-from rollsweep.servers.backends.simulated import InjectedFault
+from rollsweep.servers.backends.base import Backend, UpstreamError
+from rollsweep.servers.backends.embedded import EmbeddedBackend
+from rollsweep.servers.backends.openai import OpenAIBackend
+from rollsweep.servers.backends.simulated import InjectedFault, SimulatedBackend
 from rollsweep.servers.conversion.requests import chat_request_to_responses
 from rollsweep.servers.conversion.responses import complete_response, responses_response_to_chat
 
@@ -46,6 +48,16 @@ async def drop_connection(request: Request) -> Response:
         {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"64")]}
     )
     raise ConnectionAbortedError("injected dropped connection")
+
+
+def create_backend(config: ModelServerConfig) -> Backend:
+    """The backend a model server config names."""
+    if config.backend == "embedded":
+        return EmbeddedBackend(config.embedded)
+    if config.backend == "openai":
+        assert config.openai is not None  # checked by the config model
+        return OpenAIBackend(config.openai)
+    return SimulatedBackend(config.simulated)
 
 
 def _secrets(config: ModelServerConfig) -> list[str]:

@@ -14,22 +14,19 @@ import sys
 import uvicorn
 from fastapi import FastAPI
 
+from rollsweep.config import ModelServerConfig, ResourcesServerConfig
+from rollsweep.servers.agent import AgentRuntime, create_agent_app
+from rollsweep.servers.model import create_model_app
+from rollsweep.servers.resources import create_resources_app
+
 
 def build_app(kind: str, spec: dict) -> FastAPI:
     """The app of one server kind from its JSON spec."""
     if kind == "model":
-        from rollsweep.config import ModelServerConfig
-        from rollsweep.servers.model import create_model_app
-
         return create_model_app(ModelServerConfig.model_validate(spec))
     if kind == "resources":
-        from rollsweep.config import ResourcesServerConfig
-        from rollsweep.servers.resources import create_resources_app
-
         return create_resources_app(ResourcesServerConfig.model_validate(spec))
     if kind == "agent":
-        from rollsweep.servers.agent import AgentRuntime, create_agent_app
-
         return create_agent_app(AgentRuntime.model_validate(spec))
     raise SystemExit(f"unknown server kind {kind!r}")
 

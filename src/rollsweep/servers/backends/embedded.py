@@ -12,7 +12,7 @@ from typing import Any
 
 from rollsweep.config import EmbeddedSettings
 from rollsweep.errors import UsageError
-from rollsweep.servers.backends import UpstreamError
+from rollsweep.servers.backends.base import UpstreamError
 from rollsweep.servers.conversion.requests import responses_request_to_chat
 from rollsweep.servers.conversion.responses import chat_response_to_responses
 
