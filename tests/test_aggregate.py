@@ -400,6 +400,44 @@ def test_best_params_by_pass_at_k():
     assert result["verdict"] == "best"
 
 
+def bernoulli_table(rng: np.random.Generator, means: np.ndarray, repeats: int) -> list[list[float]]:
+    return [[float(x) for x in rng.random(repeats) < p] for p in means]
+
+
+def test_the_indistinguishable_set_holds_the_close_configurations_not_the_far_ones():
+    rng = np.random.default_rng(11)
+    difficulty = rng.uniform(0.2, 0.8, size=60)
+    configs = [
+        ({"temperature": t}, frame_of(bernoulli_table(rng, np.clip(difficulty + shift, 0, 1), 4)))
+        for t, shift in ((0.1, -0.45), (0.5, 0.15), (0.9, 0.13))
+    ]
+    result = best_params(summarize(configs, n_bootstrap=300), configs, n_bootstrap=1000)
+    assert result["best"]["params"] == {"temperature": 0.5}
+    assert result["verdict"] == "tie"
+    assert result["indistinguishable_from_best"] == ["temperature~0.9"]
+    far = next(c for c in result["comparisons"] if c["config"] == "temperature~0.1")
+    assert far["distinguishable"] and far["p_holm"] < 0.05
+    assert all(c["p_holm"] >= c["p_value"] for c in result["comparisons"])
+    power = result["power"]
+    assert power["detectable_difference"] > 0.02  # 60 tasks x 4 repeats cannot see 0.02
+    assert power["repeats_needed"] > 4 and "more repeats would detect 0.05" in power["advice"]
+
+
+def test_under_the_null_best_is_said_in_at_most_alpha_of_sweeps():
+    # 5 equal configurations, tasks of varying difficulty: Holm over the 4 comparisons
+    rng = np.random.default_rng(12)
+    said_best = 0
+    for _ in range(150):
+        difficulty = rng.uniform(0.1, 0.9, size=40)
+        configs = [
+            ({"temperature": t}, frame_of(bernoulli_table(rng, difficulty, 2)))
+            for t in (0.1, 0.3, 0.5, 0.7, 0.9)
+        ]
+        result = best_params(summarize(configs, n_bootstrap=100), configs, n_bootstrap=200)
+        said_best += result["verdict"] == "best"
+    assert said_best / 150 <= 0.05
+
+
 # --------------------------------------------------------------------------- outputs
 
 
@@ -434,6 +472,9 @@ def test_write_experiment_outputs(tmp_path):
         "best",
         "runner_up",
         "difference",
+        "comparisons",
+        "indistinguishable_from_best",
+        "power",
     }
     assert best["best"]["params"] == {"temperature": 0.5}
     low = [

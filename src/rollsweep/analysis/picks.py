@@ -9,6 +9,12 @@ import numpy as np
 import polars as pl
 
 from rollsweep.analysis.configs import ConfigLike, as_configs
+from rollsweep.analysis.power import (
+    detectable_difference,
+    holm_adjusted,
+    sample_size_advice,
+    variance_parts,
+)
 from rollsweep.analysis.statistics import (
     cluster_bootstrap_ci,
     pass_at_k_column,
@@ -68,8 +74,10 @@ def best_params(
     n_bootstrap: int = 2000,
     seed: int = 0,
     success_threshold: float = 1.0,
+    power: float = 0.8,
+    min_effect: float = 0.05,
 ) -> dict[str, Any]:
-    """The best configuration by ``metric`` and whether the data separate it from the next.
+    """The best configuration by ``metric`` and whether the data separate it from the rest.
 
     ``summary`` is ``summarize(configs)``, rows in the same order as ``configs``. Returns::
 
@@ -79,13 +87,25 @@ def best_params(
                        "n_tasks", "n_repeats", "failure_rate"[, metric]} | None,
          "runner_up": same keys | None,
          "difference": {"estimate", "ci_low", "ci_high", "p_value", "n_paired_tasks",
-                        "test"} | None}
+                        "test"} | None,
+         "comparisons": [{"config", "estimate", "p_value", "p_holm", "distinguishable",
+                          "detectable_difference", "repeats_needed", "tasks_needed"}, ...],
+         "indistinguishable_from_best": [config, ...],
+         "power": {"power", "min_effect", "detectable_difference", "repeats_needed",
+                   "tasks_needed", "advice"} | None}
 
     The difference is paired on task_index over the tasks both ran: per task, the winner's
     value minus the runner-up's (per-task mean reward for metric "mean"), averaged over tasks;
     its CI is a percentile bootstrap over tasks and its p-value a two-sided paired sign-flip
-    test (``sign_flip_test``). verdict "best" when p < alpha and the estimate > 0, else "tie";
-    "only" with a single configuration with rollouts, "none" with no rollouts at all.
+    test (``sign_flip_test``). Every other configuration is compared with the winner the same
+    way; Holm's adjustment of those p-values controls the family-wise error, and the
+    configurations not separated from the winner at ``alpha`` are ``indistinguishable_from_best``.
+    verdict "best" when that set is empty, else "tie"; "only" with a single configuration with
+    rollouts, "none" with no rollouts at all.
+
+    ``power`` says how much data the comparison with the runner-up needs (``analysis.power``):
+    the smallest difference it detects with probability ``power``, and the repeats (same tasks)
+    or tasks that would detect ``min_effect``.
     """
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
@@ -106,6 +126,9 @@ def best_params(
         "best": None,
         "runner_up": None,
         "difference": None,
+        "comparisons": [],
+        "indistinguishable_from_best": [],
+        "power": None,
     }
     if ranked.height == 0:
         return result
@@ -115,18 +138,88 @@ def best_params(
         result["verdict"] = "only"
         return result
     result["runner_up"] = _pick(rows[1], param_names, metric)
-    winner, second = (
+    per_task = [
         _task_metric(items[row["_position"]].rollouts, metric, success_threshold, row["k"])
-        for row in rows[:2]
+        for row in rows
+    ]
+    result["difference"] = paired_difference(
+        _per_task_differences(per_task[0], per_task[1]),
+        alpha=alpha,
+        n_bootstrap=n_bootstrap,
+        seed=seed,
     )
-    difference = paired_difference(
-        _per_task_differences(winner, second), alpha=alpha, n_bootstrap=n_bootstrap, seed=seed
-    )
-    result["difference"] = difference
-    estimate, p_value = difference["estimate"], difference["p_value"]
-    best = p_value is not None and p_value < alpha and estimate > 0
-    result["verdict"] = "best" if best else "tie"
+    comparisons = []
+    for row, values in zip(rows[1:], per_task[1:], strict=True):
+        differences = _per_task_differences(per_task[0], values)
+        estimate = float(differences.mean()) if differences.size else None
+        p_value = (
+            sign_flip_test(differences, n_resamples=n_bootstrap, seed=seed)
+            if differences.size
+            else None
+        )
+        parts = _variance_parts(
+            items[rows[0]["_position"]].rollouts,
+            items[row["_position"]].rollouts,
+            metric,
+            success_threshold,
+            differences,
+        )
+        advice = sample_size_advice(parts, min_effect=min_effect, alpha=alpha, power=power)
+        comparisons.append(
+            {
+                "config": row["config"],
+                "estimate": estimate,
+                "p_value": p_value,
+                "detectable_difference": detectable_difference(parts, alpha=alpha, power=power),
+                "repeats_needed": advice.repeats_needed,
+                "tasks_needed": advice.tasks_needed,
+                "advice": advice.sentence(parts.repeats),
+            }
+        )
+    adjusted = holm_adjusted([1.0 if c["p_value"] is None else c["p_value"] for c in comparisons])
+    for comparison, p_holm in zip(comparisons, adjusted, strict=True):
+        comparison["p_holm"] = p_holm
+        comparison["distinguishable"] = bool(p_holm < alpha and (comparison["estimate"] or 0) > 0)
+    result["comparisons"] = comparisons
+    result["indistinguishable_from_best"] = [
+        c["config"] for c in comparisons if not c["distinguishable"]
+    ]
+    result["verdict"] = "tie" if result["indistinguishable_from_best"] else "best"
+    runner_up = comparisons[0]
+    result["power"] = {
+        "power": power,
+        "min_effect": min_effect,
+        **{
+            key: runner_up[key]
+            for key in ("detectable_difference", "repeats_needed", "tasks_needed", "advice")
+        },
+    }
     return result
+
+
+def _variance_parts(
+    first: pl.DataFrame,
+    second: pl.DataFrame,
+    metric: str,
+    success_threshold: float,
+    per_task_differences: np.ndarray,
+) -> Any:
+    """The variance split of the paired comparison. For metric mean and pass_at_1 a repeat is
+    one observation, paired on (task, repeat index); pass_at_k and majority_at_k are per-task
+    quantities, so only the tasks' variance is known."""
+    if metric in ("mean", "pass_at_1"):
+        pairs = first.join(second, on=["task_index", "rollout_index"], suffix="_second")
+        value, other = pl.col("reward"), pl.col("reward_second")
+        if metric == "pass_at_1":
+            value, other = value >= success_threshold, other >= success_threshold
+        frame = pairs.select(
+            "task_index", (value.cast(pl.Float64) - other.cast(pl.Float64)).alias("d")
+        )
+        if frame.height:
+            return variance_parts(
+                frame.get_column("task_index").to_numpy(), frame.get_column("d").to_numpy()
+            )
+    return variance_parts(np.arange(per_task_differences.size), per_task_differences)
 
 
 def _per_task_differences(first: pl.DataFrame, second: pl.DataFrame) -> np.ndarray:
