@@ -17,6 +17,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from rollsweep.analysis import plots as plots_module
 from rollsweep.analysis.configs import ConfigRollouts
 from rollsweep.analysis.outputs import low_reward_rollouts, write_experiment_outputs
 from rollsweep.analysis.picks import best_params
@@ -492,6 +493,31 @@ def test_write_experiment_outputs(tmp_path):
     plots = write_experiment_plots(out, tmp_path / "plots")
     for path in plots.values():
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_reward_plot_stars_the_best_and_rings_the_indistinguishable(tmp_path, monkeypatch):
+    summary = pl.DataFrame(
+        {
+            "temperature": [0.1, 0.5, 0.9],
+            "config": ["temperature~0.1", "temperature~0.5", "temperature~0.9"],
+            "mean": [0.2, 0.6, 0.55],
+            "ci_low": [0.1, 0.5, 0.45],
+            "ci_high": [0.3, 0.7, 0.65],
+        }
+    )
+    drawn = []
+    real_save = plots_module._save
+    monkeypatch.setattr(plots_module, "_save", lambda figure, path: drawn.append(figure))
+    plots_module.plot_reward_vs_params(
+        summary, tmp_path / "r.png", best="temperature~0.5", indistinguishable=["temperature~0.9"]
+    )
+    axes = drawn[0].axes[0]
+    marks = {
+        c.get_label(): c.get_offsets().tolist() for c in axes.collections if c.get_offsets().size
+    }
+    assert marks["best"] == [[0.5, 0.6]]
+    assert marks["indistinguishable from best (Holm)"] == [[0.9, 0.55]]
+    assert real_save(drawn[0], tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_config_label_and_param_columns():

@@ -6,6 +6,7 @@ parameter columns come first, up to the ``config`` column.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Sequence
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter, MaxNLocator
@@ -41,13 +43,19 @@ def _fmt(value: object) -> str:
 
 
 def plot_reward_vs_params(
-    summary: pl.DataFrame, path: str | os.PathLike[str], *, params: Sequence[str] | None = None
+    summary: pl.DataFrame,
+    path: str | os.PathLike[str],
+    *,
+    params: Sequence[str] | None = None,
+    best: str | None = None,
+    indistinguishable: Sequence[str] = (),
 ) -> Path:
     """Mean reward against each swept parameter, with the summary's CI as error bars.
 
     One panel per parameter that takes several values; within a panel, one line per
     combination of the other swept parameters. Without a swept parameter, one point per
-    configuration.
+    configuration. The ``best`` configuration is starred and those ``indistinguishable`` from
+    it (``best_params``) are ringed.
     """
     names = list(params) if params is not None else param_columns(summary)
     swept = [name for name in names if summary.get_column(name).drop_nulls().n_unique() > 1]
@@ -68,15 +76,42 @@ def plot_reward_vs_params(
             x = values if numeric else [categories.index(value) for value in values]
             label = ", ".join(f"{o}={_fmt(v)}" for o, v in zip(others, key, strict=True)) or None
             axes.errorbar(x, mean, yerr=[low, high], marker="o", capsize=4, label=label)
+            configs = group.get_column("config").to_list()
+            _mark(axes, x, mean, configs, best, set(indistinguishable))
         if not numeric:
             axes.set_xticks(range(len(categories)), [_fmt(c) for c in categories], rotation=30)
         axes.set_xlabel(name)
         axes.set_ylabel("mean reward (bootstrap CI over tasks)")
         axes.set_title(f"Reward vs {name}" if swept else "Mean reward per configuration")
         axes.grid(alpha=0.3)
-        if others:
+        if others or best is not None:
             axes.legend(fontsize="small", title=None)
     return _save(figure, path)
+
+
+def _mark(
+    axes: Axes,
+    x: Sequence[float],
+    mean: np.ndarray,
+    configs: Sequence[str],
+    best: str | None,
+    indistinguishable: set[str],
+) -> None:
+    """Star the best configuration and ring those the data do not separate from it."""
+    for kind, chosen in (("best", {best}), ("indistinguishable", indistinguishable)):
+        at = [i for i, config in enumerate(configs) if config in chosen]
+        if not at:
+            continue
+        style = (
+            {"marker": "*", "s": 220, "color": "gold", "edgecolors": "black", "zorder": 5}
+            if kind == "best"
+            else {"marker": "o", "s": 180, "facecolors": "none", "edgecolors": "red", "zorder": 4}
+        )
+        label = "best" if kind == "best" else "indistinguishable from best (Holm)"
+        labels = axes.get_legend_handles_labels()[1]
+        axes.scatter(
+            [x[i] for i in at], mean[at], label=None if label in labels else label, **style
+        )
 
 
 def plot_reward_distribution(distribution: pl.DataFrame, path: str | os.PathLike[str]) -> Path:
@@ -190,8 +225,14 @@ def write_experiment_plots(
     summary = pl.read_parquet(source / "summary.parquet")
     distribution = pl.read_csv(source / "reward_distribution.csv")
     per_task = pl.read_csv(source / "per_task.csv", schema_overrides={"task_id": pl.String})
+    picks = json.loads((source / "best_params.json").read_text())
     return {
-        "reward_vs_params.png": plot_reward_vs_params(summary, target / "reward_vs_params.png"),
+        "reward_vs_params.png": plot_reward_vs_params(
+            summary,
+            target / "reward_vs_params.png",
+            best=(picks.get("best") or {}).get("config"),
+            indistinguishable=picks.get("indistinguishable_from_best", []),
+        ),
         "reward_distribution.png": plot_reward_distribution(
             distribution, target / "reward_distribution.png"
         ),
