@@ -118,3 +118,48 @@ def test_embedded_text_does_not_depend_on_what_shares_the_batch():
     assert len({text for _, text, _ in results["alone"]}) == len(prompts)
     # the seed does reach the sampler: another seed, another text
     assert results["reseeded"][0][1] != results["alone"][0][1]
+
+
+def test_the_prompt_cache_changes_no_text():
+    """A sweep repeats prompts with other seeds: with the prompt cache a request takes the
+    chunks another sequence (or its own, earlier) already computed, and its text is the same
+    as when it computes everything itself — whole prompts and shared whole-chunk prefixes."""
+    from rollsweep.config import EmbeddedSettings
+    from rollsweep.servers.backends.embedded import EmbeddedBackend
+
+    shared = "You are a careful assistant. Answer in one short sentence. " * 3
+    prompts = [shared + "What is the capital of France?", shared + "Why is the sky blue?"]
+    bodies = [
+        {
+            "input": [{"role": "user", "content": prompt}],
+            "max_output_tokens": 24,
+            "temperature": 1.0,
+            "seed": 100 * repeat + index,
+        }
+        for index, prompt in enumerate(prompts)
+        for repeat in range(3)
+    ]
+
+    def texts(prompt_cache: bool, n_batch: int) -> tuple[list[str], int]:
+        backend = EmbeddedBackend(
+            EmbeddedSettings(
+                n_instances=1, n_parallel=4, n_batch=n_batch, prompt_cache=prompt_cache
+            )
+        )
+
+        async def run() -> list[str]:
+            try:
+                together = await asyncio.gather(*(backend.respond(body) for body in bodies))
+                one_by_one = [await backend.respond(body) for body in bodies]
+                return [json.dumps(r["output"]) for r in [*together, *one_by_one]]
+            finally:
+                await backend.aclose()
+
+        return asyncio.run(run()), backend.reused_prompt_tokens
+
+    cold, cold_reused = texts(prompt_cache=False, n_batch=16)
+    warm, warm_reused = texts(prompt_cache=True, n_batch=16)
+    assert cold_reused == 0 and warm_reused > 0
+    assert warm == cold
+    assert warm[: len(bodies)] == warm[len(bodies) :]  # together or one by one
+    assert len(set(warm[: len(bodies)])) == len(bodies)  # the seeds still differ

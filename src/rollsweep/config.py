@@ -44,9 +44,11 @@ class EmbeddedSettings(StrictModel):
     n_parallel: int = Field(default=4, gt=0)
     #: prompt tokens one decode step may carry (longer prompts are fed in chunks this long)
     n_batch: int = Field(default=256, gt=0)
-    #: llama.cpp's flash attention; off by default: the text then matches what earlier
-    #: versions of the embedded backend (one request per context) gave for the same seed
+    #: llama.cpp's flash attention (off by default: the releases' texts were made without it)
     flash_attn: bool = False
+    #: reuse the computed chunks of a prompt already in the context (a sweep repeats each
+    #: prompt with other seeds and temperatures); the text is the same either way
+    prompt_cache: bool = True
 
 
 class OpenAISettings(StrictModel):

@@ -1,9 +1,16 @@
 """Continuous batching over one llama.cpp context, as llama.cpp's own server does it.
 
-Several requests share one context: each has its own sequence (a KV cache stream of its own,
-cleared when the request starts) and its own seeded sampler chain, and every step decodes one
-token for each running request (plus the prompt of any request just admitted) in a single
-``llama_decode``. A worker thread owns the context; callers wait on futures.
+Several requests share one context: each has its own sequence (a KV cache stream of its own)
+and its own seeded sampler chain, and every step decodes one token for each running request in
+a single ``llama_decode``. A worker thread owns the context; callers wait on futures.
+
+A prompt is computed in two parts: all but its last token in chunks of ``n_batch`` from its
+start, alone in their decode calls, then its last token as one row of a decode step (that row
+gives the logits of the first sampled token). Since a chunk's numbers depend only on the tokens
+up to it and on its length, a request may take the chunks it shares with a prompt already
+computed in any sequence of its context (a sweep sends the same prompt many times, with other
+seeds and temperatures): the same prompt, or whole chunks of a common prefix. The text is then
+the same as if the request had computed everything itself.
 """
 
 from __future__ import annotations
@@ -57,6 +64,21 @@ class _Slot:
     last: int | None = None  # sampled token not yet decoded
     out: list[int] = field(default_factory=list)
     batch_index: int = -1  # where this slot's logits are in the current batch
+    #: the chunked part of the prompt whose KV this sequence holds (valid up to ``fed``), kept
+    #: after the request ends so that a later one may reuse it
+    chunked: list[int] = field(default_factory=list)
+
+    def reusable(self, chunked: list[int], n_batch: int) -> int:
+        """How many leading tokens of ``chunked`` this sequence's KV holds, computed in the
+        very chunks that ``chunked`` would be computed in."""
+        held = min(self.fed, len(self.chunked))
+        if held == len(self.chunked) == len(chunked) and self.chunked == chunked:
+            return held  # the same prompt: every chunk, the last short one included
+        common = 0
+        limit = min(held, len(chunked))
+        while common < limit and self.chunked[common] == chunked[common]:
+            common += 1
+        return common // n_batch * n_batch  # whole chunks only
 
 
 def _sampler(temperature: float, top_p: float, seed: int) -> Any:
@@ -87,10 +109,13 @@ class BatchedEngine:
         n_threads: int,
         n_batch: int,
         flash_attn: bool,
+        prompt_cache: bool,
     ) -> None:
         self.model = model
         self.n_ctx_seq = n_ctx
         self.n_batch = max(n_batch, n_parallel)
+        self.prompt_cache = prompt_cache
+        self.reused_tokens = 0  # prompt tokens taken from the cache, for benchmarks
         params = lc.llama_context_default_params()
         params.n_ctx = n_ctx * n_parallel
         params.n_batch = self.n_batch
@@ -121,9 +146,23 @@ class BatchedEngine:
     # -- the worker thread -------------------------------------------------------------------
 
     def _admit(self, slot: _Slot, job: _Job) -> None:
-        lc.llama_memory_seq_rm(self.memory, slot.seq, -1, -1)  # a fresh cache per request
-        slot.job, slot.fed, slot.pos, slot.last, slot.out = job, 0, 0, None, []
+        chunked = job.prompt[:-1]
+        reuse, source = 0, slot
+        if self.prompt_cache:
+            # prefer this slot's own cache (no copy) when another holds no more
+            for other in [slot, *self.slots]:
+                length = other.reusable(chunked, self.n_batch)
+                if length > reuse:
+                    reuse, source = length, other
+        if source is not slot:
+            # streams are separate buffers: llama.cpp copies the whole stream before the next
+            # decode, and the cells past the shared prompt are dropped just below
+            lc.llama_memory_seq_cp(self.memory, source.seq, slot.seq, -1, -1)
+        lc.llama_memory_seq_rm(self.memory, slot.seq, reuse if reuse else -1, -1)
+        slot.job, slot.fed, slot.pos, slot.last, slot.out = job, reuse, reuse, None, []
+        slot.chunked = chunked
         slot.sampler = _sampler(job.temperature, job.top_p, job.seed)
+        self.reused_tokens += reuse
 
     def _finish(self, slot: _Slot, result: dict[str, Any] | Exception) -> None:
         job = slot.job
@@ -174,25 +213,29 @@ class BatchedEngine:
             slot.pos += 1
             n += 1
 
-        # A prompt is fed alone, in chunks of n_batch from its start, and a decode step carries
-        # one token per running request and nothing else. llama.cpp's CPU kernels pick their
-        # path by the shape of what they are given (tiled attention for long query runs, how a
-        # mixed batch splits into ubatches), so mixing a prompt with other requests' tokens
-        # changes its numbers; this schedule gives every request's rows the same shapes
-        # whatever else runs, hence the same text.
+        # A prompt's chunks are fed alone, in chunks of n_batch from its start, and a decode
+        # step carries one token per running request (a prompt's last token among them) and
+        # nothing else. llama.cpp's CPU kernels pick their path by the shape of what they are
+        # given (tiled attention for long query runs, how a mixed batch splits into ubatches),
+        # so mixing a prompt with other requests' tokens changes its numbers; this schedule
+        # gives every request's rows the same shapes whatever else runs, hence the same text.
         for slot in self.slots:
             slot.batch_index = -1
-        prefilling = [s for s in self.slots if s.job is not None and s.fed < len(s.job.prompt)]
+        prefilling = [s for s in self.slots if s.job is not None and s.fed < len(s.chunked)]
         if prefilling:
             slot = prefilling[0]
-            prompt = slot.job.prompt
-            take = min(len(prompt) - slot.fed, self.n_batch)
+            take = min(len(slot.chunked) - slot.fed, self.n_batch)
             for i in range(slot.fed, slot.fed + take):
-                add(slot, prompt[i], i == len(prompt) - 1)
+                add(slot, slot.chunked[i], False)
             slot.fed += take
         else:
             for slot in self.slots:
-                if slot.job is not None and slot.last is not None:
+                if slot.job is None:
+                    continue
+                if slot.fed < len(slot.job.prompt):  # the prompt's last token
+                    add(slot, slot.job.prompt[-1], True)
+                    slot.fed += 1
+                elif slot.last is not None:
                     add(slot, slot.last, True)
         if n == 0:
             return
@@ -257,6 +300,7 @@ class BatchedRuntime:
         n_threads: int,
         n_batch: int,
         flash_attn: bool,
+        prompt_cache: bool = True,
     ) -> None:
         set_verbose(False)  # llama.cpp's load and graph logs: errors only
         self.model = internals.LlamaModel(
@@ -283,9 +327,15 @@ class BatchedRuntime:
                 n_threads=n_threads,
                 n_batch=n_batch,
                 flash_attn=flash_attn,
+                prompt_cache=prompt_cache,
             )
             for _ in range(n_contexts)
         ]
+
+    @property
+    def reused_prompt_tokens(self) -> int:
+        """Prompt tokens taken from the prompt cache so far (all contexts)."""
+        return sum(engine.reused_tokens for engine in self.engines)
 
     def submit(
         self,

@@ -107,7 +107,13 @@ class EmbeddedBackend:
             n_threads=settings.n_threads,
             n_batch=settings.n_batch,
             flash_attn=settings.flash_attn,
+            prompt_cache=settings.prompt_cache,
         )
+
+    @property
+    def reused_prompt_tokens(self) -> int:
+        """Prompt tokens the prompt cache spared computing so far."""
+        return self._runtime.reused_prompt_tokens
 
     async def _run(self, chat: dict[str, Any]) -> dict[str, Any]:
         from rollsweep.servers.backends.batched import PromptTooLong
