@@ -466,7 +466,8 @@ def test_config_label_and_param_columns():
 def test_config_label_matches_the_configuration_directory():
     """A boolean grid value is spelled as in the directory name (`flag~true`), not `True`."""
     from rollsweep.aggregate import config_label
-    from rollsweep.pipeline import ExperimentConfig, configurations
+    from rollsweep.pipeline.config import ExperimentConfig
+    from rollsweep.pipeline.plan import configurations
 
     experiment = ExperimentConfig(
         input="tasks.jsonl",

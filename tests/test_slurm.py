@@ -252,7 +252,7 @@ def test_slurm_run_equals_local_run(slurm_cluster, sweep_setup):
         local_manifest = json.loads((local / "results" / experiment / "manifest.json").read_text())
         assert local_manifest["executor"] == "local"
     check = subprocess.run(
-        [sys.executable, "-m", "rollsweep.manifest", str(cluster / "results")],
+        [sys.executable, "-m", "rollsweep.pipeline.check", str(cluster / "results")],
         capture_output=True,
         text=True,
     )

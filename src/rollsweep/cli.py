@@ -21,8 +21,8 @@ from rollsweep.config import (
     validate_settings,
 )
 from rollsweep.errors import ServerUnavailable, UsageError
-from rollsweep.identity import agent_identity
 from rollsweep.paths import BUNDLED_DATA, resolve_input
+from rollsweep.pipeline.identity import agent_identity
 from rollsweep.protocol import servers_of_kind
 from rollsweep.servers.stack import HEAD_URL_ENV
 
@@ -267,7 +267,7 @@ def _rescore(rest: list[str]) -> int:
 
 
 def _check_manifest(rest: list[str]) -> int:
-    from rollsweep.manifest import check_manifest_main
+    from rollsweep.pipeline.check import check_manifest_main
 
     return check_manifest_main(rest)
 
