@@ -45,6 +45,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import take_requests
 
+from rollsweep.servers.backends.simulated import with_answer
+
 ROOT = Path(__file__).resolve().parents[1]
 DEBUG_TASKS = ROOT / "data" / "debug_tasks.jsonl"
 LEVELS = (1, 64, 1024, 4096, 16384)
@@ -227,13 +229,14 @@ class RunServers:
 
 
 def write_tasks(path: Path, n_tasks: int) -> None:
-    """``n_tasks`` realistic task rows: the seed's debug tasks, cycled, with fresh task ids."""
+    """``n_tasks`` realistic task rows: the seed's debug tasks, cycled, with fresh task ids (and
+    their answers in the request, for the simulated policy of the end-to-end stack)."""
     seeds = [json.loads(line) for line in DEBUG_TASKS.read_text().splitlines() if line.strip()]
     with open(path, "w") as handle:
         for index in range(n_tasks):
             task = dict(seeds[index % len(seeds)])
             task["task_id"] = f"bench-{index:06d}-{task.get('task_id', '')}"
-            handle.write(json.dumps(task) + "\n")
+            handle.write(json.dumps(with_answer(task)) + "\n")
 
 
 def split(n_rollouts: int) -> tuple[int, int]:

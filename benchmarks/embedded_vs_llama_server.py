@@ -166,7 +166,7 @@ def main() -> None:
         "--embedded", default="{}", help="JSON of rollsweep's embedded settings (default: ours)"
     )
     args = parser.parse_args()
-    from rollsweep.servers.backends.embedded import default_model_path
+    from rollsweep.paths import default_model_path
 
     gguf = default_model_path()
     binary = args.llama_server and shutil.which(args.llama_server)

@@ -19,9 +19,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import record
 
-from rollsweep.paths import DEFAULT_STACK_CONFIG
+from rollsweep.paths import DEFAULT_STACK_CONFIG, default_model_path
 from rollsweep.servers.backends.batched import BatchedRuntime
-from rollsweep.servers.backends.embedded import default_model_path
 
 TASKS = DEFAULT_STACK_CONFIG.parents[1] / "data" / "sweep_tasks.jsonl"
 

@@ -22,8 +22,6 @@ rule aggregate:
     log:
         f"{RESULTS}/{{experiment}}/logs/aggregate.log",
     localrule: True
-    conda:
-        "../environment.yml"
     params:
         # only what this experiment's numbers depend on, so that a change elsewhere in the
         # config does not rerun it

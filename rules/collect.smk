@@ -8,14 +8,15 @@ rule collect_shard:
         f"{RESULTS}/{{experiment}}/{{config}}/shards/{{shard}}.jsonl",
     log:
         f"{RESULTS}/{{experiment}}/{{config}}/logs/{{shard}}.log",
-    conda:
-        "../environment.yml"
+    # 1 when the shard calls running servers; the embedded model's pool when it starts its own
+    # (that pool sizes itself to these threads: Snakemake passes them as OMP_NUM_THREADS)
+    threads: lambda w: PLANS[w.experiment].threads(w.config)
     resources:
         # one SLURM job per shard (profiles/slurm): the collector and the agent's servers are
         # light next to the model they call; the embedded model in the job needs about 1 GB
         runtime=120,
         mem_mb=2048,
-        cpus_per_task=1,
+        cpus_per_task=lambda w, threads: threads,
     params:
         # what shapes these rollouts (stack config of the agent, model file, verifier code, task
         # file, sampling, seed): when it changes, Snakemake reruns the shard
@@ -35,7 +36,5 @@ rule merge_shards:
     log:
         f"{RESULTS}/{{experiment}}/{{config}}/logs/merge.log",
     localrule: True
-    conda:
-        "../environment.yml"
     script:
         "../scripts/merge_shards.py"

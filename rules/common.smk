@@ -2,7 +2,8 @@
 import sys
 
 from rollsweep.errors import UsageError
-from rollsweep.pipeline import ExperimentPlan, load_pipeline_config
+from rollsweep.pipeline.config import load_pipeline_config
+from rollsweep.pipeline.plan import ExperimentPlan
 from rollsweep.rollouts.names import (
     AGGREGATE_FILES,
     PLOT_FILES,
@@ -16,7 +17,7 @@ try:
 except UsageError as error:
     print(f"error: {error.render()}", file=sys.stderr)
     sys.exit(2)
-validate(config, "../config/schema.yaml")
+validate(config, "../config/schema.json")
 
 RESULTS = PIPELINE.results_dir
 EXPERIMENTS = list(PIPELINE.experiments)

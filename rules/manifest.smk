@@ -1,6 +1,6 @@
-# A reproducibility manifest beside each experiment's results (rollsweep.manifest); rewritten
+# A reproducibility manifest beside each experiment's results (rollsweep.pipeline.manifest); rewritten
 # whenever the results are. `rollsweep check-manifest results/EXPERIMENT` compares it with now.
-from rollsweep.manifest import write_workflow_manifest
+from rollsweep.pipeline.manifest import write_workflow_manifest
 
 
 rule manifest:

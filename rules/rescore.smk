@@ -12,8 +12,6 @@ rule rescore:
     log:
         f"{RESULTS}/{{experiment}}/logs/rescore-{{config}}.log",
     localrule: True
-    conda:
-        "../environment.yml"
     params:
         verifier=lambda w: PIPELINE.experiments[w.experiment].rescore_with,
     script:

@@ -7,7 +7,7 @@
 import sys
 
 from rollsweep.locks import clear_stale_locks, record_owner, release_owner
-from rollsweep.pipeline import start_workflow_servers
+from rollsweep.pipeline.servers import start_workflow_servers
 
 WORKFLOW_SERVERS = []
 

@@ -1,8 +1,9 @@
-"""Snakemake script of rule `aggregate`: all logic lives in rollsweep.pipeline."""
+"""Snakemake script of rule `aggregate`: all logic lives in rollsweep.pipeline.steps."""
 
 from pathlib import Path
 
-from rollsweep.pipeline import ExperimentConfig, StatsSettings, aggregate_experiment
+from rollsweep.pipeline.config import ExperimentConfig, StatsSettings
+from rollsweep.pipeline.steps import aggregate_experiment
 
 params = snakemake.params  # noqa: F821 - injected by Snakemake
 output = snakemake.output  # noqa: F821

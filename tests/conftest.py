@@ -16,6 +16,8 @@ import psutil
 import pytest
 import yaml
 
+from rollsweep.servers.backends.simulated import with_answer
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -26,17 +28,22 @@ def free_port() -> int:
 
 
 def math_task(index: int) -> dict[str, Any]:
+    """An addition task whose requests carry its answer for the simulated policy."""
     a, b = 3 + index % 17, 5 + (index * 7) % 23
-    return {
-        "task_id": f"t{index:04d}",
-        "responses_create_params": {
-            "input": [{"role": "user", "content": f"What is {a} + {b}? Answer in \\boxed{{}}."}],
-            "max_output_tokens": 32,
-        },
-        "question": f"What is {a} + {b}?",
-        "expected_answer": str(a + b),
-        "verifier": "math",
-    }
+    return with_answer(
+        {
+            "task_id": f"t{index:04d}",
+            "responses_create_params": {
+                "input": [
+                    {"role": "user", "content": f"What is {a} + {b}? Answer in \\boxed{{}}."}
+                ],
+                "max_output_tokens": 32,
+            },
+            "question": f"What is {a} + {b}?",
+            "expected_answer": str(a + b),
+            "verifier": "math",
+        }
+    )
 
 
 def write_tasks(path: Path, n: int) -> Path:

@@ -37,7 +37,8 @@ from rollsweep.analysis.tables import (
     task_outcomes,
 )
 from rollsweep.errors import UsageError
-from rollsweep.pipeline import ExperimentConfig, configurations
+from rollsweep.pipeline.config import ExperimentConfig
+from rollsweep.pipeline.plan import configurations
 from rollsweep.rollouts import reader
 from rollsweep.rollouts.names import config_label
 

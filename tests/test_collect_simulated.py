@@ -11,6 +11,8 @@ from pathlib import Path
 
 from conftest import read_rows, run_cli, write_stack_config, write_tasks
 
+from rollsweep.servers.backends.simulated import with_answer
+
 
 def collect(config: Path, tasks: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
     return run_cli(
@@ -207,7 +209,7 @@ def test_a_verifier_timeout_is_a_failure_not_a_zero(tmp_path):
             "verifier": "math",
         },
     ]
-    tasks.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    tasks.write_text("".join(json.dumps(with_answer(row)) + "\n" for row in rows))
     out = tmp_path / "out.jsonl"
     result = collect(sim_config, tasks, out, "+max_failure_rate=1")
     assert result.returncode == 0, result.stderr
@@ -235,7 +237,9 @@ def test_nemo_gym_collector_flags(tmp_path, sim_config):
     assert result.returncode == 0, result.stderr
     rows = read_rows(out)
     assert all(row["seed"] is None for row in rows)
-    assert all("metadata" not in row["responses_create_params"] for row in rows)
+    # the seed would travel in metadata.extra_body (the task's own metadata stays as it was)
+    metadata = [row["responses_create_params"]["metadata"] for row in rows]
+    assert all(set(entry) == {"expected_answer"} for entry in metadata)
     assert not (tmp_path / "out_aggregate_metrics.json").exists()
 
     seeded = collect(sim_config, tasks, out, "+num_repeats=2", "+resume_from_cache=false")

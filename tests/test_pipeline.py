@@ -12,6 +12,10 @@ import polars as pl
 import pytest
 import yaml
 from conftest import REPO, read_rows, write_stack_config, write_tasks
+from test_collect_simulated import collect, without_timing
+
+from rollsweep.pipeline.config import load_pipeline_config
+from rollsweep.pipeline.plan import ExperimentPlan
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
@@ -183,8 +187,6 @@ def test_bad_config_is_one_line_before_any_job(tmp_path, case):
 
 def test_chunked_and_sharded_collection_equals_one_run(tmp_path):
     """4 task chunks x 3 repeat shards, merged, give the rows of one unsharded run."""
-    from test_collect_simulated import collect, without_timing
-
     tasks = write_tasks(tmp_path / "tasks.jsonl", 10)
     config = write_pipeline(
         tmp_path,
@@ -215,8 +217,6 @@ def test_chunked_and_sharded_collection_equals_one_run(tmp_path):
 def test_experiment_plan_names_every_shard_and_command_once(tmp_path):
     """The plan Snakemake's input and params functions read: every grid point by label, every
     shard by name (the task file counted once), and each shard's own command line."""
-    from rollsweep.pipeline import ExperimentPlan, load_pipeline_config
-
     tasks = write_tasks(tmp_path / "tasks.jsonl", 7)
     stack = write_stack_config(tmp_path / "stack.yaml")
     grid = {"responses_create_params.temperature": [0.1, 0.5], "agent_name": ["my_agent"]}
@@ -242,3 +242,47 @@ def test_experiment_plan_names_every_shard_and_command_once(tmp_path):
     assert "+task_start=6" in command and "+task_stop=7" in command
     with pytest.raises(KeyError, match=r"x/temperature~0\.9"):
         plan.collect_command("temperature~0.9/agent_name~my_agent", "r0-c0", "shard.jsonl")
+
+
+def test_collection_threads_are_what_the_shard_runs(tmp_path):
+    """A shard that calls running servers takes one thread; one that starts its own embedded
+    model takes its pool (n_instances x n_threads, or the default pool of 4 contexts)."""
+    tasks = write_tasks(tmp_path / "tasks.jsonl", 2)
+    stack = tmp_path / "stack.yaml"
+    stack.write_text(
+        yaml.safe_dump(
+            {
+                "model_servers": {
+                    "small": {"backend": "embedded"},
+                    "pinned": {
+                        "backend": "embedded",
+                        "embedded": {"n_instances": 3, "n_threads": 2},
+                    },
+                    "sim": {"backend": "simulated"},
+                },
+                "resources_servers": {"bundled": {"verifier": "auto"}},
+                "agents": {
+                    name: {"model_server": name, "resources_server": "bundled"}
+                    for name in ("small", "pinned", "sim")
+                },
+            }
+        )
+    )
+    grid = {"agent_name": ["small", "pinned", "sim"]}
+
+    def threads(**settings) -> dict[str, int]:
+        config = {
+            "stack_config": [str(stack)],
+            **settings,
+            "experiments": {"x": {"input": str(tasks), "agent_name": "sim", "grid": grid}},
+        }
+        plan = ExperimentPlan(load_pipeline_config(config), "x")
+        return {label: plan.threads(label) for label in plan.configurations}
+
+    assert threads(start_servers=False) == {
+        "agent_name~small": 4,
+        "agent_name~pinned": 6,
+        "agent_name~sim": 1,
+    }
+    assert set(threads(start_servers=True).values()) == {1}
+    assert set(threads(start_servers=False, head_url="http://127.0.0.1:9").values()) == {1}

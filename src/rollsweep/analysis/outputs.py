@@ -86,6 +86,8 @@ def write_experiment_outputs(
     seed: int = 0,
     success_threshold: float = 1.0,
     low_reward_threshold: float = 0.3,
+    power: float = 0.8,
+    min_effect: float = 0.05,
 ) -> dict[str, Path]:
     """Write every aggregate of an experiment into ``output_dir``; returns name -> path.
 
@@ -117,6 +119,8 @@ def write_experiment_outputs(
         n_bootstrap=n_bootstrap,
         seed=seed,
         success_threshold=success_threshold,
+        power=power,
+        min_effect=min_effect,
     )
     tasks = per_task(items, success_threshold=success_threshold)
     distribution = reward_distribution(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from rollsweep.cli.args import UsageParser
-from rollsweep.manifest import check_manifest
+from rollsweep.pipeline.check import check_manifest
 
 DESCRIPTION = """\
 Would a rerun use the same inputs and versions as the results in RESULTS_DIR?

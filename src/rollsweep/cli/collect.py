@@ -18,8 +18,8 @@ from rollsweep.collector.run import collect
 from rollsweep.collector.tasks import scan_tasks
 from rollsweep.config import CollectSettings, StackConfig, load_stack_config
 from rollsweep.errors import ServerUnavailable, UsageError
-from rollsweep.identity import agent_identity
 from rollsweep.paths import resolve_input
+from rollsweep.pipeline.identity import agent_identity
 from rollsweep.protocol import servers_of_kind
 from rollsweep.servers.stack import HEAD_URL_ENV, Stack, discover
 

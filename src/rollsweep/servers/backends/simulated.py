@@ -5,12 +5,20 @@ For a request at temperature T the chance of a right answer is
     p(T) = clip(peak_reward - curvature * (T - optimum_temperature)**2 + offset(task), 0, 1)
 
 where ``offset(task)`` is a fixed per-prompt shift, uniform in [-task_spread, task_spread], so
-that tasks differ in difficulty while the mean over many tasks follows the curve. The right
-answer comes from the request's ``metadata.expected_answer`` (the agent adds it for simulated
-model servers only). A request without it (another agent's, NeMo Gym's ``simple_agent``) gets a
-guess: one of the option letters the prompt lists (``A: ...``, ``B) ...``), drawn by the seed, or
-"I am not sure." when it lists none. Every draw is a pure function of (seed, prompt): reruns are
-identical.
+that tasks differ in difficulty while the mean over many tasks follows the curve.
+
+To play that policy the backend must know the right answer, and a model request carries only
+what the task's ``responses_create_params`` holds (every agent, NeMo Gym's included, forwards
+them). So a task meant for the simulated backend carries its answer there, as Responses
+``metadata`` (a string, like every metadata value)::
+
+    {"responses_create_params": {"input": "What is 2 + 3?",
+                                 "metadata": {"expected_answer": "5"}},
+     "expected_answer": "5", "verifier": "math"}
+
+A request without it gets a guess: one of the option letters the prompt lists (``A: ...``,
+``B) ...``), drawn by the seed, or "I am not sure." when it lists none. Every draw is a pure
+function of (seed, prompt): reruns are identical.
 
 Fault injection (``faults:``, off by default): each request draws at most one of 500, 429 with
 ``Retry-After``, a hang, a dropped connection or a slow answer. The backend sleeps for hangs and
@@ -32,6 +40,8 @@ from rollsweep.config import FaultSettings, SimulatedSettings
 
 #: An option line of a multiple-choice prompt: "A: text", "B) text", "C. text".
 _OPTION_LINE = re.compile(r"^\s*\(?([A-J])[:).]\s", re.MULTILINE)
+#: The key of a request's ``metadata`` that holds the right answer (see the module docstring).
+ANSWER_KEY = "expected_answer"
 #: The fault kinds, in the order their rates are laid out on the unit interval.
 FAULT_KINDS = ("error_500", "error_429", "hang", "drop_connection", "slow")
 
@@ -71,6 +81,19 @@ class FaultDraw:
                 self.injected[kind] += 1
                 return kind
         return None
+
+
+def with_answer(task: dict[str, Any]) -> dict[str, Any]:
+    """A task row whose requests tell the simulated policy its ``expected_answer`` (unchanged
+    when it has none)."""
+    if "expected_answer" not in task:
+        return task
+    params = dict(task["responses_create_params"])
+    params["metadata"] = {
+        **(params.get("metadata") or {}),
+        ANSWER_KEY: str(task["expected_answer"]),
+    }
+    return {**task, "responses_create_params": params}
 
 
 def success_probability(settings: SimulatedSettings, temperature: float, offset: float) -> float:
@@ -121,7 +144,7 @@ class SimulatedBackend:
         offset = self.settings.task_spread * (2 * _stable_unit("task", prompt) - 1)
         chance = success_probability(self.settings, temperature, offset)
         rng = random.Random(_stable_unit("draw", seed, prompt))
-        expected = (body.get("metadata") or {}).get("expected_answer")
+        expected = (body.get("metadata") or {}).get(ANSWER_KEY)
         if expected is None:
             letters = sorted(set(_OPTION_LINE.findall(prompt.replace("\\n", "\n"))))
             if not letters:

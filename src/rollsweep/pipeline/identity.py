@@ -12,32 +12,21 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from rollsweep.config import ModelServerConfig, StackConfig, load_stack_config
+from rollsweep.paths import default_model_path
+from rollsweep.pipeline.config import PipelineConfig, served_by
+from rollsweep.pipeline.facts import file_digest
 
 #: Model-server settings that change where or how patiently a model is asked, not what it says.
 _NOT_IDENTITY = {"timeout_s", "api_key_env"}
 
 
-@functools.lru_cache(maxsize=256)
-def _sha256_at(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def file_sha256(path: str | Path) -> str | None:
-    """A file's sha256, computed once per (path, size, mtime) in a process; None if missing."""
-    try:
-        stat = os.stat(path)
-    except OSError:
-        return None
-    return _sha256_at(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+    """A file's sha256 (computed once per path, size and mtime in a process); None if missing."""
+    return file_digest(path).get("sha256")
 
 
 def model_identity(model: ModelServerConfig) -> dict[str, Any]:
@@ -50,8 +39,6 @@ def model_identity(model: ModelServerConfig) -> dict[str, Any]:
     }
     identity: dict[str, Any] = {"backend": model.backend, "settings": described}
     if model.backend == "embedded":
-        from rollsweep.servers.backends.embedded import default_model_path
-
         path = model.embedded.model_path or default_model_path()
         identity["gguf_sha256"] = file_sha256(path)
     return identity
@@ -80,10 +67,10 @@ def _stack(paths: tuple[str, ...]) -> StackConfig:
     return load_stack_config(list(paths))
 
 
-def configuration_identity(pipeline: Any, experiment_name: str, values: dict) -> dict[str, Any]:
+def configuration_identity(
+    pipeline: PipelineConfig, experiment_name: str, values: dict[str, Any]
+) -> dict[str, Any]:
     """Everything that shapes one configuration's rollouts (see the module docstring)."""
-    from rollsweep.pipeline import served_by
-
     experiment = pipeline.experiments[experiment_name]
     agent_name = str(values.get("agent_name", experiment.agent_name))
     external = served_by(pipeline, experiment)
