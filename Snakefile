@@ -28,3 +28,11 @@ rule all:
     default_target: True
     input:
         all_targets(),
+
+
+onsuccess:
+    # the verdict of each experiment, and what more data would settle a tie
+    from rollsweep.pipeline.steps import verdict_lines
+
+    for line in verdict_lines(PIPELINE):
+        print(line)

@@ -6,6 +6,7 @@ from rollsweep.pipeline.config import load_pipeline_config
 from rollsweep.pipeline.plan import ExperimentPlan
 from rollsweep.rollouts.names import (
     AGGREGATE_FILES,
+    MANIFEST_FILE,
     PLOT_FILES,
     PLOTS_DIR,
     ROLLOUTS_FILE,
@@ -48,7 +49,7 @@ def all_targets():
         for name in [
             *AGGREGATE_FILES,
             *(f"{PLOTS_DIR}/{plot}" for plot in PLOT_FILES),
-            "manifest.json",
+            MANIFEST_FILE,
         ]
     ]
     for experiment in EXPERIMENTS:

@@ -7,7 +7,7 @@ rule manifest:
     input:
         [f"{RESULTS}/{{experiment}}/{name}" for name in AGGREGATE_FILES],
     output:
-        f"{RESULTS}/{{experiment}}/manifest.json",
+        f"{RESULTS}/{{experiment}}/{MANIFEST_FILE}",
     log:
         f"{RESULTS}/{{experiment}}/logs/manifest.log",
     localrule: True

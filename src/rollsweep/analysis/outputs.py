@@ -16,7 +16,17 @@ from rollsweep.analysis.picks import best_params
 from rollsweep.analysis.read import count_failures, load_rollouts
 from rollsweep.analysis.tables import per_task, reward_distribution, summarize, task_outcomes
 from rollsweep.rollouts.jsonl import atomic_output
-from rollsweep.rollouts.names import AGGREGATE_FILES, failures_path_for
+from rollsweep.rollouts.names import (
+    AGGREGATE_FILES,
+    BEST_PARAMS,
+    LOW_REWARD_ROWS,
+    PER_TASK_CSV,
+    REWARD_DISTRIBUTION_CSV,
+    SUMMARY_CSV,
+    SUMMARY_PARQUET,
+    TASK_OUTCOMES_CSV,
+    failures_path_for,
+)
 
 
 class LowReward(NamedTuple):
@@ -127,14 +137,14 @@ def write_experiment_outputs(
         items, baseline=load_rollouts(baseline) if baseline is not None else None
     )
     paths = {name: out / name for name in AGGREGATE_FILES}
-    with atomic_output(paths["failures.jsonl"]) as handle:
+    with atomic_output(paths[LOW_REWARD_ROWS]) as handle:
         for (_, rollouts_path, _), cfg in zip(configs, items, strict=True):
             rewards = cfg.rollouts.get_column("reward")
             low_reward_rollouts(
                 rollouts_path, handle, threshold=low_reward_threshold, rewards=rewards
             )
-    tables = {"summary.csv": summary, "per_task.csv": tasks}
-    tables |= {"task_outcomes.csv": task_outcomes(tasks), "reward_distribution.csv": distribution}
+    tables = {SUMMARY_CSV: summary, PER_TASK_CSV: tasks}
+    tables |= {TASK_OUTCOMES_CSV: task_outcomes(tasks), REWARD_DISTRIBUTION_CSV: distribution}
     _write_tables(paths, tables, best)
     return paths
 
@@ -156,7 +166,7 @@ def _write_tables(
     for name, frame in tables.items():
         with atomic_output(paths[name]) as handle:
             frame.write_csv(handle)
-    with atomic_output(paths["summary.parquet"]) as handle:
-        tables["summary.csv"].write_parquet(handle)
-    with atomic_output(paths["best_params.json"]) as handle:
+    with atomic_output(paths[SUMMARY_PARQUET]) as handle:
+        tables[SUMMARY_CSV].write_parquet(handle)
+    with atomic_output(paths[BEST_PARAMS]) as handle:
         handle.write(json.dumps(best, indent=2, allow_nan=False).encode() + b"\n")

@@ -20,6 +20,15 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter, MaxNLocator
 
 from rollsweep.rollouts.jsonl import atomic_output
+from rollsweep.rollouts.names import (
+    BEST_PARAMS,
+    PER_TASK_CSV,
+    PER_TASK_VARIANCE_PNG,
+    REWARD_DISTRIBUTION_CSV,
+    REWARD_DISTRIBUTION_PNG,
+    REWARD_VS_PARAMS_PNG,
+    SUMMARY_PARQUET,
+)
 
 #: More distinct reward values than this and the distribution is drawn as a histogram.
 MAX_BAR_VALUES = 30
@@ -222,19 +231,19 @@ def write_experiment_plots(
     """
     source = Path(output_dir)
     target = Path(plots_dir) if plots_dir is not None else source
-    summary = pl.read_parquet(source / "summary.parquet")
-    distribution = pl.read_csv(source / "reward_distribution.csv")
-    per_task = pl.read_csv(source / "per_task.csv", schema_overrides={"task_id": pl.String})
-    picks = json.loads((source / "best_params.json").read_text())
+    summary = pl.read_parquet(source / SUMMARY_PARQUET)
+    distribution = pl.read_csv(source / REWARD_DISTRIBUTION_CSV)
+    per_task = pl.read_csv(source / PER_TASK_CSV, schema_overrides={"task_id": pl.String})
+    picks = json.loads((source / BEST_PARAMS).read_text())
     return {
-        "reward_vs_params.png": plot_reward_vs_params(
+        REWARD_VS_PARAMS_PNG: plot_reward_vs_params(
             summary,
-            target / "reward_vs_params.png",
+            target / REWARD_VS_PARAMS_PNG,
             best=(picks.get("best") or {}).get("config"),
             indistinguishable=picks.get("indistinguishable_from_best", []),
         ),
-        "reward_distribution.png": plot_reward_distribution(
-            distribution, target / "reward_distribution.png"
+        REWARD_DISTRIBUTION_PNG: plot_reward_distribution(
+            distribution, target / REWARD_DISTRIBUTION_PNG
         ),
-        "per_task_variance.png": plot_per_task_variance(per_task, target / "per_task_variance.png"),
+        PER_TASK_VARIANCE_PNG: plot_per_task_variance(per_task, target / PER_TASK_VARIANCE_PNG),
     }

@@ -6,10 +6,11 @@ import argparse
 
 from rollsweep.cli.args import UsageParser
 from rollsweep.pipeline.check import check_manifest
+from rollsweep.rollouts.names import MANIFEST_FILE
 
-DESCRIPTION = """\
+DESCRIPTION = f"""\
 Would a rerun use the same inputs and versions as the results in RESULTS_DIR?
-RESULTS_DIR is an experiment's directory (results/EXPERIMENT, with manifest.json) or the
+RESULTS_DIR is an experiment's directory (results/EXPERIMENT, with {MANIFEST_FILE}) or the
 results directory above several. Prints one line per drift (config, input file hashes, stack,
 model and GGUF hash, package versions, python, git commit) and exits 1 when there is any, 0
 when there is none, 2 for bad input."""

@@ -16,7 +16,8 @@ from typing import Any
 from rollsweep.errors import UsageError
 from rollsweep.pipeline.config import load_config_files
 from rollsweep.pipeline.facts import CODE_PATHS
-from rollsweep.pipeline.manifest import FORMAT, MANIFEST_NAME, build_manifest
+from rollsweep.pipeline.manifest import FORMAT, build_manifest
+from rollsweep.rollouts.names import MANIFEST_FILE
 
 #: Settings that do not change what a model computes (where it is served, how long to wait).
 _NOT_COMPARED = {"base_url", "timeout_s"}
@@ -200,11 +201,11 @@ def find_manifests(results_dir: str | Path) -> list[Path]:
         return [root]
     if not root.is_dir():
         raise UsageError("no such results directory", path=str(root))
-    if (root / MANIFEST_NAME).is_file():
-        return [root / MANIFEST_NAME]
-    found = sorted(root.glob(f"*/{MANIFEST_NAME}"))
+    if (root / MANIFEST_FILE).is_file():
+        return [root / MANIFEST_FILE]
+    found = sorted(root.glob(f"*/{MANIFEST_FILE}"))
     if not found:
-        raise UsageError(f"no {MANIFEST_NAME} here nor in its subdirectories", path=str(root))
+        raise UsageError(f"no {MANIFEST_FILE} here nor in its subdirectories", path=str(root))
     return found
 
 

@@ -36,7 +36,6 @@ from rollsweep.rollouts.jsonl import atomic_output
 from rollsweep.servers.stack import discover
 
 FORMAT = 1
-MANIFEST_NAME = "manifest.json"
 
 
 def _agents(experiment: ExperimentConfig) -> list[str]:

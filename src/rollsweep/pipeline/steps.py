@@ -4,16 +4,19 @@ experiment (scripts/merge_shards.py and scripts/aggregate.py call these)."""
 from __future__ import annotations
 
 import heapq
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
 
 from rollsweep.analysis.outputs import write_experiment_outputs
+from rollsweep.analysis.picks import verdict_line
 from rollsweep.analysis.plots import write_experiment_plots
-from rollsweep.pipeline.config import ExperimentConfig, StatsSettings
+from rollsweep.pipeline.config import ExperimentConfig, PipelineConfig, StatsSettings
 from rollsweep.pipeline.plan import configurations
 from rollsweep.rollouts.jsonl import atomic_output
+from rollsweep.rollouts.names import BEST_PARAMS
 
 
 def _rows(path: Path) -> Iterator[tuple[tuple[int, int], bytes]]:
@@ -74,3 +77,13 @@ def aggregate_experiment(
     )
     written |= write_experiment_plots(output_dir, plots_dir)
     return written
+
+
+def verdict_lines(pipeline: PipelineConfig) -> list[str]:
+    """``<experiment>: <verdict line>`` for every experiment whose picks are written."""
+    lines = []
+    for name in pipeline.experiments:
+        path = Path(pipeline.results_dir) / name / BEST_PARAMS
+        if path.exists():
+            lines.append(f"{name}: {verdict_line(json.loads(path.read_text()))}")
+    return lines

@@ -19,22 +19,34 @@ ROLLOUTS_FILE = "rollouts.jsonl"
 #: NeMo Gym's suffix of a failures sidecar: ``<stem>_failures.jsonl``.
 FAILURES_SUFFIX = "_failures.jsonl"
 #: What ``analysis.write_experiment_outputs`` writes into an experiment's directory.
+SUMMARY_CSV = "summary.csv"
+SUMMARY_PARQUET = "summary.parquet"
+BEST_PARAMS = "best_params.json"
+PER_TASK_CSV = "per_task.csv"
+TASK_OUTCOMES_CSV = "task_outcomes.csv"
+REWARD_DISTRIBUTION_CSV = "reward_distribution.csv"
+LOW_REWARD_ROWS = "failures.jsonl"  # the seed's name for rows under the low-reward threshold
 AGGREGATE_FILES = (
-    "summary.csv",
-    "summary.parquet",
-    "best_params.json",
-    "per_task.csv",
-    "task_outcomes.csv",
-    "reward_distribution.csv",
-    "failures.jsonl",
+    SUMMARY_CSV,
+    SUMMARY_PARQUET,
+    BEST_PARAMS,
+    PER_TASK_CSV,
+    TASK_OUTCOMES_CSV,
+    REWARD_DISTRIBUTION_CSV,
+    LOW_REWARD_ROWS,
 )
 #: The folder of the plots in an experiment's directory, and the plots with their titles.
 PLOTS_DIR = "plots"
+REWARD_VS_PARAMS_PNG = "reward_vs_params.png"
+REWARD_DISTRIBUTION_PNG = "reward_distribution.png"
+PER_TASK_VARIANCE_PNG = "per_task_variance.png"
 PLOT_FILES = {
-    "reward_vs_params.png": "reward vs parameters",
-    "reward_distribution.png": "reward distribution",
-    "per_task_variance.png": "per-task variance",
+    REWARD_VS_PARAMS_PNG: "reward vs parameters",
+    REWARD_DISTRIBUTION_PNG: "reward distribution",
+    PER_TASK_VARIANCE_PNG: "per-task variance",
 }
+#: An experiment's reproducibility manifest.
+MANIFEST_FILE = "manifest.json"
 #: Columns of ``summary.csv`` a best configuration can be chosen by (``stats.metric``).
 METRICS = ("mean", "pass_at_1", "pass_at_k", "majority_at_k")
 

@@ -122,7 +122,7 @@ def _scalar(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, sort_keys=True)
 
 
-def params_label(row: dict[str, Any]) -> str:
+def params_text(row: dict[str, Any]) -> str:
     """``temperature=0.7 top_p=0.9`` from the row's effective ``params``."""
     params = row.get("params")
     if not isinstance(params, dict):
@@ -155,7 +155,7 @@ def row_summary(index_row: dict[str, Any], row: dict[str, Any]) -> dict[str, Any
         "reward": finite(index_row["reward"]),
         "prompt": clip(prompt_text(row)),
         "output": clip(final_output(row)),
-        "params": params_label(row),
+        "params": params_text(row),
         "turns": _metric(row, "turns"),
         "tool_calls": _metric(row, "tool_calls"),
         "latency_s": _metric(row, "latency_s"),
