@@ -20,7 +20,7 @@ import pytest
 from rollsweep.analysis import plots as plots_module
 from rollsweep.analysis.configs import ConfigRollouts
 from rollsweep.analysis.outputs import low_reward_rollouts, write_experiment_outputs
-from rollsweep.analysis.picks import best_params
+from rollsweep.analysis.picks import best_params, verdict_line
 from rollsweep.analysis.plots import write_experiment_plots
 from rollsweep.analysis.read import ROLLOUT_COLUMNS, count_failures, load_rollouts
 from rollsweep.analysis.statistics import (
@@ -423,6 +423,26 @@ def test_the_indistinguishable_set_holds_the_close_configurations_not_the_far_on
     power = result["power"]
     assert power["detectable_difference"] > 0.02  # 60 tasks x 4 repeats cannot see 0.02
     assert power["repeats_needed"] > 4 and "more repeats would detect 0.05" in power["advice"]
+
+
+def test_the_verdict_line_says_what_more_data_would_settle_a_tie():
+    rng = np.random.default_rng(11)
+    difficulty = rng.uniform(0.2, 0.8, size=60)
+    configs = [
+        ({"temperature": t}, frame_of(bernoulli_table(rng, np.clip(difficulty + shift, 0, 1), 4)))
+        for t, shift in ((0.1, -0.45), (0.5, 0.15), (0.9, 0.13))
+    ]
+    picks = best_params(summarize(configs, n_bootstrap=300), configs, n_bootstrap=1000)
+    line = verdict_line(picks)
+    best, runner_up = picks["best"], picks["runner_up"]
+    assert line == (
+        f"tie: temperature~0.5 {best['mean']:.3g} vs temperature~0.9 {runner_up['mean']:.3g}"
+        f" — {picks['power']['advice']}"
+    )
+    clear = configs[:2]
+    assert verdict_line(best_params(summarize(clear, n_bootstrap=300), clear)).startswith(
+        "best: temperature~0.5 "
+    )
 
 
 def test_under_the_null_best_is_said_in_at_most_alpha_of_sweeps():
