@@ -3,6 +3,7 @@ and the import layers of pyproject.toml (import-linter)."""
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 
@@ -55,3 +56,37 @@ def test_snakemake_lint_is_clean():
     unexpected = [lint for lint in lints if lint not in ACCEPTED_LINTS]
     assert not unexpected, output[-3000:]
     assert result.returncode == (1 if lints else 0), output[-3000:]
+
+
+#: Imports allowed inside functions: heavy dependencies that only some processes need, each
+#: loaded where it is used so that command lines, the Snakefile's parse and other servers stay
+#: light. Anything else is imported at the top of its module.
+HEAVY_IMPORTS = {
+    "llama_cpp",  # the embedded model (model servers and manifests only)
+    "rollsweep.servers.backends.batched",  # imports llama_cpp
+    "fastapi",  # servers only; the Snakefile imports servers.stack for discovery
+    "uvicorn",
+    "nltk.tokenize",  # the instruction-following verifier's sentence counts
+    "nltk.tokenize.punkt",
+    "punkt",
+    "math_verify",  # the math verifier's worker processes
+    "math_verify.errors",
+    "math_verify.parser",
+    "sympy",
+}
+
+
+def test_imports_inside_functions_are_only_heavy_dependencies():
+
+    found = set()
+    for path in sorted((REPO / "src" / "rollsweep").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                for inner in ast.walk(node):
+                    if isinstance(inner, ast.Import):
+                        found |= {(path.name, alias.name) for alias in inner.names}
+                    elif isinstance(inner, ast.ImportFrom):
+                        found.add((path.name, inner.module))
+    assert found, "the walk found no import at all: the test is broken"
+    unexpected = sorted(item for item in found if item[1] not in HEAVY_IMPORTS)
+    assert not unexpected

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import polars as pl
@@ -148,53 +148,77 @@ def best_params(
         n_bootstrap=n_bootstrap,
         seed=seed,
     )
-    comparisons = []
-    for row, values in zip(rows[1:], per_task[1:], strict=True):
-        differences = _per_task_differences(per_task[0], values)
-        estimate = float(differences.mean()) if differences.size else None
-        p_value = (
-            sign_flip_test(differences, n_resamples=n_bootstrap, seed=seed)
-            if differences.size
-            else None
-        )
-        parts = _variance_parts(
-            items[rows[0]["_position"]].rollouts,
-            items[row["_position"]].rollouts,
-            metric,
-            success_threshold,
-            differences,
-        )
-        advice = sample_size_advice(parts, min_effect=min_effect, alpha=alpha, power=power)
-        comparisons.append(
-            {
-                "config": row["config"],
-                "estimate": estimate,
-                "p_value": p_value,
-                "detectable_difference": detectable_difference(parts, alpha=alpha, power=power),
-                "repeats_needed": advice.repeats_needed,
-                "tasks_needed": advice.tasks_needed,
-                "advice": advice.sentence(parts.repeats),
-            }
-        )
+    settings = _Settings(metric, alpha, n_bootstrap, seed, success_threshold, power, min_effect)
+    winner = items[rows[0]["_position"]].rollouts
+    comparisons = [
+        _compare(winner, per_task[0], row, items[row["_position"]].rollouts, values, settings)
+        for row, values in zip(rows[1:], per_task[1:], strict=True)
+    ]
+    result.update(_decide(comparisons, alpha=alpha, power=power, min_effect=min_effect))
+    return result
+
+
+def _decide(
+    comparisons: list[dict[str, Any]], *, alpha: float, power: float, min_effect: float
+) -> dict[str, Any]:
+    """Holm's adjustment over the comparisons with the winner, the set the data do not separate
+    from it, the verdict, and the power of the comparison with the runner-up."""
     adjusted = holm_adjusted([1.0 if c["p_value"] is None else c["p_value"] for c in comparisons])
     for comparison, p_holm in zip(comparisons, adjusted, strict=True):
         comparison["p_holm"] = p_holm
         comparison["distinguishable"] = bool(p_holm < alpha and (comparison["estimate"] or 0) > 0)
-    result["comparisons"] = comparisons
-    result["indistinguishable_from_best"] = [
-        c["config"] for c in comparisons if not c["distinguishable"]
-    ]
-    result["verdict"] = "tie" if result["indistinguishable_from_best"] else "best"
-    runner_up = comparisons[0]
-    result["power"] = {
-        "power": power,
-        "min_effect": min_effect,
-        **{
-            key: runner_up[key]
-            for key in ("detectable_difference", "repeats_needed", "tasks_needed", "advice")
+    indistinguishable = [c["config"] for c in comparisons if not c["distinguishable"]]
+    shown = ("detectable_difference", "repeats_needed", "tasks_needed", "advice")
+    return {
+        "comparisons": comparisons,
+        "indistinguishable_from_best": indistinguishable,
+        "verdict": "tie" if indistinguishable else "best",
+        "power": {
+            "power": power,
+            "min_effect": min_effect,
+            **{key: comparisons[0][key] for key in shown},
         },
     }
-    return result
+
+
+class _Settings(NamedTuple):
+    metric: str
+    alpha: float
+    n_bootstrap: int
+    seed: int
+    success_threshold: float
+    power: float
+    min_effect: float
+
+
+def _compare(
+    winner: pl.DataFrame,
+    winner_values: pl.DataFrame,
+    row: dict[str, Any],
+    rollouts: pl.DataFrame,
+    values: pl.DataFrame,
+    settings: _Settings,
+) -> dict[str, Any]:
+    """The winner against one other configuration: the mean paired difference, its sign-flip
+    p-value, and what the comparison can detect (before Holm's adjustment over all of them)."""
+    differences = _per_task_differences(winner_values, values)
+    p_value = None
+    if differences.size:
+        p_value = sign_flip_test(differences, n_resamples=settings.n_bootstrap, seed=settings.seed)
+    parts = _variance_parts(
+        winner, rollouts, settings.metric, settings.success_threshold, differences
+    )
+    level = {"alpha": settings.alpha, "power": settings.power}
+    advice = sample_size_advice(parts, min_effect=settings.min_effect, **level)
+    return {
+        "config": row["config"],
+        "estimate": float(differences.mean()) if differences.size else None,
+        "p_value": p_value,
+        "detectable_difference": detectable_difference(parts, **level),
+        "repeats_needed": advice.repeats_needed,
+        "tasks_needed": advice.tasks_needed,
+        "advice": advice.sentence(parts.repeats),
+    }
 
 
 def _variance_parts(

@@ -235,6 +235,8 @@ def config_dict(stack: Stack, head_url: str) -> dict[str, Any]:
 def create_head_app(stack: Stack, head_url: str) -> Any:
     """The head server: ``/global_config_dict_yaml`` as NeMo Gym's head answers it (YAML text
     in a JSON string), and ``/global_config`` with the servers' URLs by kind."""
+    # fastapi and uvicorn are heavy, and the Snakefile imports this module while it is parsed
+    # (server discovery): only a process that serves loads them
     from fastapi import FastAPI
 
     head = FastAPI(title="rollsweep head server")
@@ -254,7 +256,7 @@ class BackgroundStack:
     _thread: threading.Thread | None = None
 
     def start(self) -> str:
-        import uvicorn
+        import uvicorn  # heavy: see create_head_app
 
         self.stack.start()
         sock = bind_socket(self.stack.host, 0)

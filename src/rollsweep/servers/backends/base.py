@@ -14,6 +14,10 @@ class UpstreamError(Exception):
         self.detail = detail
 
 
+class PromptTooLong(ValueError):
+    """The prompt does not fit in one sequence's context."""
+
+
 class Backend(Protocol):
     model_id: str
 

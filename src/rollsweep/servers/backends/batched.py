@@ -29,6 +29,8 @@ from llama_cpp import _internals as internals
 from llama_cpp._logger import set_verbose
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
+from rollsweep.servers.backends.base import PromptTooLong
+
 #: llama-cpp-python's chat completion defaults, kept so the text matches what its
 #: ``create_chat_completion`` sampled before (temperature and top_p come from the request).
 TOP_K = 40
@@ -37,10 +39,6 @@ TYPICAL_P = 1.0
 #: the seed llama-cpp-python derives when a request names none (a fixed value, so an unseeded
 #: request is still a pure function of its body)
 UNSEEDED = random.Random(lc.LLAMA_DEFAULT_SEED).randint(0, 2**32)
-
-
-class PromptTooLong(ValueError):
-    """The prompt does not fit in one sequence's context."""
 
 
 @dataclass

@@ -12,7 +12,7 @@ from typing import Any
 from rollsweep.config import EmbeddedSettings
 from rollsweep.errors import UsageError
 from rollsweep.paths import default_model_path
-from rollsweep.servers.backends.base import UpstreamError
+from rollsweep.servers.backends.base import PromptTooLong, UpstreamError
 from rollsweep.servers.conversion.requests import responses_request_to_chat
 from rollsweep.servers.conversion.responses import chat_response_to_responses
 
@@ -84,6 +84,7 @@ class EmbeddedBackend:
     """
 
     def __init__(self, settings: EmbeddedSettings) -> None:
+        # llama_cpp is heavy: loaded only by a model server that runs the embedded backend
         from rollsweep.servers.backends.batched import BatchedRuntime
 
         path = Path(settings.model_path) if settings.model_path else default_model_path()
@@ -108,8 +109,6 @@ class EmbeddedBackend:
         return self._runtime.reused_prompt_tokens
 
     async def _run(self, chat: dict[str, Any]) -> dict[str, Any]:
-        from rollsweep.servers.backends.batched import PromptTooLong
-
         tools = chat.pop("tools", None)
         chat.pop("tool_choice", None)
         messages = chat.pop("messages")
