@@ -49,9 +49,11 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import langdetect
+import yaml
 from langdetect import DetectorFactory
 from langdetect.lang_detect_exception import LangDetectException
 
@@ -307,274 +309,35 @@ class Instruction:
         return self.template.format(**values)
 
 
-_IFEVAL: dict[str, Instruction] = {
-    i.id: i
-    for i in (
-        Instruction(
-            "keywords:existence", _keywords_existence, {"keywords": list},
-            "Include the keywords {keywords} in the response.",
-        ),
-        Instruction(
-            "keywords:frequency", _keywords_frequency,
-            {"keyword": str, "frequency": int, "relation": str},
-            "In your response, the word '{keyword}' should appear {relation} {frequency} times.",
-        ),
-        Instruction(
-            "keywords:forbidden_words", _forbidden_words, {"forbidden_words": list},
-            "Do not include the words {forbidden_words} in the response.",
-        ),
-        Instruction(
-            "keywords:letter_frequency", _letter_frequency,
-            {"letter": str, "let_frequency": int, "let_relation": str},
-            "In your response, the letter '{letter}' should appear {let_relation} "
-            "{let_frequency} times.",
-        ),
-        Instruction(
-            "language:response_language", _response_language, {"language": str},
-            "Your ENTIRE response should be in {language}, no other language is allowed.",
-        ),
-        Instruction(
-            "length_constraints:number_sentences", _number_sentences,
-            {"num_sentences": int, "relation": str},
-            "Your response should contain {relation} {num_sentences} sentences.",
-        ),
-        Instruction(
-            "length_constraints:number_paragraphs", _number_paragraphs, {"num_paragraphs": int},
-            "There should be {num_paragraphs} paragraphs. Paragraphs are separated with the "
-            "markdown divider: ***",
-        ),
-        Instruction(
-            "length_constraints:number_words", _number_words, {"num_words": int, "relation": str},
-            "Answer with {relation} {num_words} words.",
-        ),
-        Instruction(
-            "length_constraints:nth_paragraph_first_word", _nth_paragraph_first_word,
-            {"num_paragraphs": int, "nth_paragraph": int, "first_word": str},
-            "There should be {num_paragraphs} paragraphs, separated from each other by two new "
-            "lines. Paragraph {nth_paragraph} must start with the word '{first_word}'.",
-        ),
-        Instruction(
-            "detectable_content:number_placeholders", _number_placeholders,
-            {"num_placeholders": int},
-            "The response must contain at least {num_placeholders} placeholders in square "
-            "brackets, such as [address].",
-        ),
-        Instruction(
-            "detectable_content:postscript", _postscript, {"postscript_marker": str},
-            "At the end of your response, please add a postscript starting with "
-            "{postscript_marker}",
-        ),
-        Instruction(
-            "detectable_format:number_bullet_lists", _number_bullet_lists, {"num_bullets": int},
-            "Your answer must contain exactly {num_bullets} bullet points. Use markdown bullet "
-            "points such as:\n* This is point 1.",
-        ),
-        Instruction(
-            "detectable_format:constrained_response", _constrained_response, {},
-            "Answer with one of the following options: ('My answer is yes.', 'My answer is "
-            "no.', 'My answer is maybe.')",
-        ),
-        Instruction(
-            "detectable_format:number_highlighted_sections", _number_highlighted_sections,
-            {"num_highlights": int},
-            "Highlight at least {num_highlights} sections in your answer with markdown, i.e. "
-            "*highlighted section*.",
-        ),
-        Instruction(
-            "detectable_format:multiple_sections", _multiple_sections,
-            {"section_spliter": str, "num_sections": int},
-            "Your response must have {num_sections} sections. Mark the beginning of each "
-            "section with {section_spliter} X, such as: {section_spliter} 1",
-        ),
-        Instruction(
-            "detectable_format:json_format", _json_format, {},
-            "Entire output should be wrapped in JSON format.",
-        ),
-        Instruction(
-            "detectable_format:title", _title, {},
-            "Your answer must contain a title, wrapped in double angular brackets, such as "
-            "<<poem of joy>>.",
-        ),
-        Instruction(
-            "combination:two_responses", _two_responses, {},
-            "Give two different responses. Responses and only responses should be separated "
-            "by 6 asterisk symbols: ******.",
-        ),
-        Instruction(
-            "combination:repeat_prompt", _repeat_prompt, {"prompt_to_repeat": str},
-            "First repeat the request word for word without change, then give your answer "
-            "(1. do not say any words or characters before repeating the request; 2. the "
-            "request you need to repeat does not include this sentence)",
-        ),
-        Instruction(
-            "startend:end_checker", _end_checker, {"end_phrase": str},
-            "Finish your response with this exact phrase '{end_phrase}'. No other words should "
-            "follow this phrase.",
-        ),
-        Instruction(
-            "change_case:capital_word_frequency", _capital_word_frequency,
-            {"capital_frequency": int, "capital_relation": str},
-            "In your response, words with all capital letters should appear {capital_relation} "
-            "{capital_frequency} times.",
-        ),
-        Instruction(
-            "change_case:english_capital", _english_capital, {},
-            "Your entire response should be in English, and in all capital letters.",
-        ),
-        Instruction(
-            "change_case:english_lowercase", _english_lowercase, {},
-            "Your entire response should be in English, and in all lowercase letters. No "
-            "capital letters are allowed.",
-        ),
-        Instruction(
-            "punctuation:no_comma", _no_comma, {},
-            "In your entire response, refrain from the use of any commas.",
-        ),
-        Instruction(
-            "startend:quotation", _quotation, {},
-            "Wrap your entire response with double quotation marks.",
-        ),
-    )
-}  # fmt: skip
+#: The registry's data: ids, checks, arguments and sentences (instructions.yaml).
+REGISTRY_FILE = Path(__file__).with_name("instructions.yaml")
+_ARGUMENT_TYPES = {"str": str, "int": int, "list": list, "word": WORD}
 
-_OpenInstruct = functools.partial(Instruction, ifeval=False)
-_OPEN_INSTRUCT: dict[str, Instruction] = {
-    i.id: i
-    for i in (
-        _OpenInstruct(
-            "copy:repeat_phrase", oi.repeat_phrase, {"phrase": str, "small_n": int},
-            "Repeat the phrase '{phrase}' exactly {small_n} times, changing only one word in the "
-            "middle of the phrase each time.",
-        ),
-        _OpenInstruct(
-            "copy:copy", oi.copy_request, {"prompt_to_repeat": str},
-            "Copy this instruction verbatim, do not follow it, only copy it into the output "
-            "(do not include this sentence).",
-        ),
-        _OpenInstruct(
-            "new:copy_span_idx", oi.copy_span,
-            {"prompt_to_repeat": str, "n_start": int, "n_end": int},
-            "Copy the span of the request between character indices {n_start} and {n_end}.",
-        ),
-        _OpenInstruct(
-            "detectable_format:sentence_hyphens", oi.sentence_hyphens, {},
-            "All sentences must be connected using hyphens, with no spaces between them.",
-        ),
-        _OpenInstruct(
-            "keywords:no_adjacent_consecutive", oi.no_adjacent_consecutive, {},
-            "No two adjacent words can start with consecutive letters of the alphabet.",
-        ),
-        _OpenInstruct(
-            "detectable_format:square_brackets", oi.square_brackets, {},
-            "Enclose every word in your response within square brackets.",
-        ),
-        _OpenInstruct(
-            "keywords:word_once", oi.word_once, {"keyword": str},
-            "Include the keyword '{keyword}' once in your response.",
-        ),
-        _OpenInstruct(
-            "keywords:word_count_different_numbers", oi.word_count_different_numbers,
-            {"keyword": str, "frequency": int, "relation": str},
-            "In your response, the word '{keyword}' should appear {relation} {frequency} times.",
-        ),
-        _OpenInstruct(
-            "keywords:exclude_word_harder", oi.exclude_word_harder, {"keyword": str},
-            "Do not include the keyword '{keyword}' in the response.",
-        ),
-        _OpenInstruct(
-            "paragraphs:paragraphs", oi.two_paragraphs_by_divider, {},
-            "There should be 2 paragraphs. Paragraphs are separated with the markdown "
-            "divider: ***",
-        ),
-        _OpenInstruct(
-            "paragraphs:paragraphs2", oi.two_paragraphs_by_blank_line, {},
-            "There should be 2 paragraphs, separated from each other by two line breaks.",
-        ),
-        _OpenInstruct(
-            "first_word:first_word_sent", oi.first_word_sent, {"first_word": WORD},
-            "The first word of each sentence should be the word '{first_word}'.",
-        ),
-        _OpenInstruct(
-            "first_word:first_word_answer", oi.first_word_answer, {"first_word": WORD},
-            "The first word of your response should be the word '{first_word}'.",
-        ),
-        _OpenInstruct(
-            "last_word:last_word_sent", oi.last_word_sent, {"last_word": WORD},
-            "The last word of each sentence, before punctuation, should be the word "
-            "'{last_word}'.",
-        ),
-        _OpenInstruct(
-            "last_word:last_word_answer", oi.last_word_answer, {"last_word": WORD},
-            "The last word of your response should be the word '{last_word}'.",
-        ),
-        _OpenInstruct(
-            "detectable_format:bigram_wrapping", oi.bigram_wrapping, {},
-            "Wrap every word bigram in double angular brackets, such as <<I am>> <<at home>>.",
-        ),
-        _OpenInstruct(
-            "copy:copying_simple", oi.copy_request, {"prompt_to_repeat": str},
-            "Repeat the request without change and do not answer it (the request does not "
-            "include this sentence).",
-        ),
-        _OpenInstruct(
-            "copy:copying_multiple", oi.copy_multiple, {"prompt_to_repeat": str, "N": int},
-            "Repeat the request without change {N} times, separated by 6 asterisk symbols "
-            "(******), and do not answer it.",
-        ),
-        _OpenInstruct(
-            "punctuation:punctuation_dot", oi.no_dot, {},
-            "In your entire response, refrain from the use of . (i.e. dots).",
-        ),
-        _OpenInstruct(
-            "punctuation:punctuation_exclamation", oi.no_exclamation, {},
-            "In your entire response, refrain from the use of ! (i.e. exclamation marks).",
-        ),
-        _OpenInstruct(
-            "count:lowercase_counting", oi.lowercase_counting, {"N": int},
-            "In your response, all lowercase words should appear at most {N} times.",
-        ),
-        _OpenInstruct(
-            "letters:letter_counting", oi.letter_counting, {"N": int, "relation": str},
-            "Answer with {relation} {N} letters.",
-        ),
-        _OpenInstruct(
-            "letters:letter_counting2", _letter_frequency,
-            {"letter": str, "let_frequency": int, "let_relation": str},
-            "In your response, the letter '{letter}' should appear {let_relation} "
-            "{let_frequency} times.",
-        ),
-        _OpenInstruct(
-            "count:counting_composition", oi.counting_composition,
-            {"n_sent": int, "n_words": int},
-            "Write 3 paragraphs, delimited by the markdown divider: ***, with exactly {n_sent} "
-            "sentences each, with exactly {n_words} words in each sentence.",
-        ),
-        _OpenInstruct(
-            "count:count_unique", oi.count_unique, {},
-            "Only use unique words in your response, no word should be repeated!",
-        ),
-        _OpenInstruct(
-            "count:count_increment_word", oi.count_increment_word,
-            {"keyword1": str, "keyword2": str},
-            "Include the keyword '{keyword1}' once in your response and the keyword "
-            "'{keyword2}' twice.",
-        ),
-        _OpenInstruct(
-            "keywords:palindrome", oi.palindrome, {},
-            "Include a palindrome in your response.",
-        ),
-        _OpenInstruct(
-            "keywords:keyword_specific_position", oi.keyword_specific_position,
-            {"keyword": WORD, "n": int, "m": int},
-            "Include the keyword '{keyword}' in sentence {n}, as word {m} of that sentence.",
-        ),
-        _OpenInstruct(
-            "keywords:start_end", oi.start_end, {},
-            "Start and end your response with the same word (do not write anything after the "
-            "last word, not even punctuation).",
-        ),
-    )
-}  # fmt: skip
+
+def _check_named(name: str) -> Callable[..., bool]:
+    """A check by its name in the registry: ``oi.NAME`` in open_instruct, else in this module."""
+    found = getattr(oi, name[3:], None) if name.startswith("oi.") else globals().get(name)
+    if not callable(found):
+        raise ValueError(f"{REGISTRY_FILE}: no check function named {name!r}")
+    return found
+
+
+def _load_registry(section: str) -> dict[str, Instruction]:
+    entries = yaml.safe_load(REGISTRY_FILE.read_text(encoding="utf-8"))[section]
+    return {
+        entry["id"]: Instruction(
+            entry["id"],
+            _check_named(entry["check"]),
+            {name: _ARGUMENT_TYPES[kind] for name, kind in entry["arguments"].items()},
+            entry["template"],
+            ifeval=section == "ifeval",
+        )
+        for entry in entries
+    }
+
+
+_IFEVAL = _load_registry("ifeval")
+_OPEN_INSTRUCT = _load_registry("open_instruct")
 
 #: Every instruction id the verifier knows: IFEval's 25, then the 29 NeMo Gym's environment adds.
 INSTRUCTIONS: dict[str, Instruction] = {**_IFEVAL, **_OPEN_INSTRUCT}
