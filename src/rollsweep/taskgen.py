@@ -67,18 +67,19 @@ def _math_question(rng: random.Random) -> tuple[str, int]:
     return f"What is {a} × {b}?", a * b
 
 
+def _task(verifier: str, message: str, *, tools: list | None = None, **fields: Any) -> Row:
+    """A task row for a bundled verifier: one user message, the verifier's token budget."""
+    params: dict[str, Any] = {"input": [{"role": "user", "content": message}]}
+    if tools:
+        params["tools"] = tools
+    params["max_output_tokens"] = MAX_TOKENS[verifier]
+    return {"verifier": verifier, "responses_create_params": params, **fields}
+
+
 def math_task(rng: random.Random) -> Row:
     question, answer = _math_question(rng)
     prompt = f"{question} Put the final answer in \\boxed{{}}."
-    return {
-        "verifier": "math",
-        "responses_create_params": {
-            "input": [{"role": "user", "content": prompt}],
-            "max_output_tokens": MAX_TOKENS["math"],
-        },
-        "question": question,
-        "expected_answer": str(answer),
-    }
+    return _task("math", prompt, question=question, expected_answer=str(answer))
 
 
 # --------------------------------------------------------------------------- mcqa
@@ -145,17 +146,14 @@ def mcqa_task(rng: random.Random) -> Row:
         f"Question: {question}\n{listed}\n"
         "Answer with the letter of the correct option, for example \\boxed{A}."
     )
-    return {
-        "verifier": "mcqa",
-        "responses_create_params": {
-            "input": [{"role": "user", "content": prompt}],
-            "max_output_tokens": MAX_TOKENS["mcqa"],
-        },
-        "question": question,
-        "options": [{letter: text} for letter, text in zip(letters, choices, strict=True)],
-        "expected_answer": letters[choices.index(right)],
-        "grading_mode": "lenient",
-    }
+    return _task(
+        "mcqa",
+        prompt,
+        question=question,
+        options=[{letter: text} for letter, text in zip(letters, choices, strict=True)],
+        expected_answer=letters[choices.index(right)],
+        grading_mode="lenient",
+    )
 
 
 # --------------------------------------------------------------------------- instructions
@@ -318,16 +316,9 @@ def instruction_task(rng: random.Random, count: int) -> Row:
     kwargs = [_kwargs_for(iid, rng, keywords, base) for iid in ids]
     sentences = [get_instruction(iid).describe(kw) for iid, kw in zip(ids, kwargs, strict=True)]
     prompt = " ".join([base, *sentences])
-    return {
-        "verifier": "instruction_following",
-        "responses_create_params": {
-            "input": [{"role": "user", "content": prompt}],
-            "max_output_tokens": MAX_TOKENS["instruction_following"],
-        },
-        "prompt": prompt,
-        "instruction_id_list": ids,
-        "kwargs": kwargs,
-    }
+    return _task(
+        "instruction_following", prompt, prompt=prompt, instruction_id_list=ids, kwargs=kwargs
+    )
 
 
 # --------------------------------------------------------------------------- tool use
@@ -347,15 +338,7 @@ def tool_task(rng: random.Random) -> Row:
             f"I am going to {city} today. What is the weather there? Check with get_weather.",
         ]
     )
-    return {
-        "verifier": "tool_use",
-        "responses_create_params": {
-            "input": [{"role": "user", "content": prompt}],
-            "tools": [GET_WEATHER_SPEC],
-            "max_output_tokens": MAX_TOKENS["tool_use"],
-        },
-        "expected_city": city,
-    }
+    return _task("tool_use", prompt, tools=[GET_WEATHER_SPEC], expected_city=city)
 
 
 # --------------------------------------------------------------------------- the sets
