@@ -19,6 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import record
 
+from rollsweep.config import EmbeddedSettings
 from rollsweep.paths import DEFAULT_STACK_CONFIG, default_model_path
 from rollsweep.servers.backends.batched import BatchedRuntime
 
@@ -26,16 +27,8 @@ TASKS = DEFAULT_STACK_CONFIG.parents[1] / "data" / "sweep_tasks.jsonl"
 
 
 def run(jobs: list[tuple[list, int]], *, prompt_cache: bool, max_tokens: int) -> dict:
-    runtime = BatchedRuntime(
-        default_model_path(),
-        n_contexts=1,
-        n_parallel=4,
-        n_ctx=2048,
-        n_threads=1,
-        n_batch=256,
-        flash_attn=False,
-        prompt_cache=prompt_cache,
-    )
+    settings = EmbeddedSettings(n_parallel=4, n_threads=1, n_batch=256, prompt_cache=prompt_cache)
+    runtime = BatchedRuntime(default_model_path(), settings, n_contexts=1)
     options = {"max_tokens": max_tokens, "temperature": 1.0, "top_p": 1.0, "stop": None}
     try:
         start = time.perf_counter()

@@ -2,7 +2,8 @@
 
 from pathlib import Path
 
-from rollsweep.pipeline.config import ExperimentConfig, StatsSettings
+from rollsweep.analysis.settings import StatsSettings
+from rollsweep.pipeline.config import ExperimentConfig
 from rollsweep.pipeline.steps import aggregate_experiment
 
 params = snakemake.params  # noqa: F821 - injected by Snakemake

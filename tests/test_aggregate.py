@@ -23,6 +23,7 @@ from rollsweep.analysis.outputs import low_reward_rollouts, write_experiment_out
 from rollsweep.analysis.picks import best_params, verdict_line
 from rollsweep.analysis.plots import write_experiment_plots
 from rollsweep.analysis.read import ROLLOUT_COLUMNS, count_failures, load_rollouts
+from rollsweep.analysis.settings import StatsSettings
 from rollsweep.analysis.statistics import (
     cluster_bootstrap_ci,
     clustered_sem,
@@ -475,7 +476,9 @@ def test_write_experiment_outputs(tmp_path):
         [{"_ng_task_index": 12, "_ng_rollout_index": 0, "error_kind": "timeout"}],
     )
     out = tmp_path / "out"
-    paths = write_experiment_outputs(out, configs, n_bootstrap=300, baseline=configs[0][1])
+    paths = write_experiment_outputs(
+        out, configs, StatsSettings(n_bootstrap=300), baseline=configs[0][1]
+    )
     assert sorted(p.name for p in out.iterdir()) == sorted(paths)
     summary = pl.read_csv(paths["summary.csv"])
     assert summary.get_column("n_failures").to_list() == [1, 0]

@@ -14,6 +14,7 @@ import polars as pl
 from rollsweep.analysis.configs import ConfigRollouts
 from rollsweep.analysis.picks import best_params
 from rollsweep.analysis.read import count_failures, load_rollouts
+from rollsweep.analysis.settings import StatsSettings
 from rollsweep.analysis.tables import per_task, reward_distribution, summarize, task_outcomes
 from rollsweep.rollouts.jsonl import atomic_output
 from rollsweep.rollouts.names import (
@@ -88,24 +89,18 @@ ConfigFiles = tuple[Mapping[str, Any], str | os.PathLike[str], str | os.PathLike
 def write_experiment_outputs(
     output_dir: str | os.PathLike[str],
     configs: Sequence[ConfigFiles],
+    stats: StatsSettings | None = None,
     *,
-    metric: str = "mean",
-    baseline: str | os.PathLike[str] | None = None,
-    alpha: float = 0.05,
-    n_bootstrap: int = 2000,
     seed: int = 0,
-    success_threshold: float = 1.0,
-    low_reward_threshold: float = 0.3,
-    power: float = 0.8,
-    min_effect: float = 0.05,
+    baseline: str | os.PathLike[str] | None = None,
 ) -> dict[str, Path]:
     """Write every aggregate of an experiment into ``output_dir``; returns name -> path.
 
     ``configs``: (params, rollouts path, failures sidecar path or None) per configuration; None
-    means the default sidecar ``<stem>_failures.jsonl`` if it exists. ``metric``: what the best
-    configuration is chosen by. ``baseline``: a rollouts file whose reward counts go beside ours
-    in reward_distribution.csv. The statistics' settings are ``summarize``'s. Files
-    (AGGREGATE_FILES):
+    means the default sidecar ``<stem>_failures.jsonl`` if it exists. ``stats``: the statistics'
+    settings (``stats.metric`` chooses the best configuration); every bootstrap starts from
+    ``seed``. ``baseline``: a rollouts file whose reward counts go beside ours in
+    reward_distribution.csv. Files (AGGREGATE_FILES):
     summary.csv/.parquet, best_params.json, per_task.csv, task_outcomes.csv,
     reward_distribution.csv, failures.jsonl (the rows of every configuration with reward <
     low_reward_threshold, verbatim, in configuration order). Each file appears atomically.
@@ -113,26 +108,10 @@ def write_experiment_outputs(
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     items = [_load_config(params, path, sidecar) for params, path, sidecar in configs]
-    summary = summarize(
-        items,
-        n_bootstrap=n_bootstrap,
-        seed=seed,
-        alpha=alpha,
-        success_threshold=success_threshold,
-        low_reward_threshold=low_reward_threshold,
-    )
-    best = best_params(
-        summary,
-        items,
-        metric=metric,
-        alpha=alpha,
-        n_bootstrap=n_bootstrap,
-        seed=seed,
-        success_threshold=success_threshold,
-        power=power,
-        min_effect=min_effect,
-    )
-    tasks = per_task(items, success_threshold=success_threshold)
+    stats = stats or StatsSettings()
+    summary = summarize(items, seed=seed, **stats.for_summary())
+    best = best_params(summary, items, seed=seed, **stats.for_picks())
+    tasks = per_task(items, success_threshold=stats.success_threshold)
     distribution = reward_distribution(
         items, baseline=load_rollouts(baseline) if baseline is not None else None
     )
@@ -141,7 +120,7 @@ def write_experiment_outputs(
         for (_, rollouts_path, _), cfg in zip(configs, items, strict=True):
             rewards = cfg.rollouts.get_column("reward")
             low_reward_rollouts(
-                rollouts_path, handle, threshold=low_reward_threshold, rewards=rewards
+                rollouts_path, handle, threshold=stats.low_reward_threshold, rewards=rewards
             )
     tables = {SUMMARY_CSV: summary, PER_TASK_CSV: tasks}
     tables |= {TASK_OUTCOMES_CSV: task_outcomes(tasks), REWARD_DISTRIBUTION_CSV: distribution}

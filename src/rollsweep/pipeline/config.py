@@ -6,13 +6,13 @@ Snakefile's ``validate()`` reads) is generated from them by ``rollsweep.pipeline
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from rollsweep.analysis.settings import StatsSettings
 from rollsweep.config import StrictModel, deep_merge, load_stack_config, read_yaml
 from rollsweep.errors import UsageError
-from rollsweep.rollouts.names import METRICS
 from rollsweep.rollouts.rows import SamplingParams, describe_validation_error
 
 #: Grid keys other than ``responses_create_params.*`` that a configuration may vary.
@@ -27,39 +27,6 @@ def _grid_schema(schema: dict[str, Any]) -> None:
     """The grid's JSON schema says what its validator checks that types cannot."""
     schema["propertyNames"] = {"pattern": GRID_KEY_PATTERN}
     schema["additionalProperties"]["minItems"] = 1
-
-
-class StatsSettings(StrictModel):
-    """Statistics settings of every experiment's tables and picks."""
-
-    alpha: float = Field(
-        default=0.05,
-        gt=0,
-        lt=1,
-        description="family-wise error level of the comparisons with the best configuration",
-    )
-    n_bootstrap: int = Field(
-        default=2000, ge=100, description="task-clustered bootstrap resamples for CIs"
-    )
-    success_threshold: float = Field(
-        default=1.0, description="reward >= this counts as a success for pass@k and majority@k"
-    )
-    low_reward_threshold: float = Field(
-        default=0.3, description="rollouts below this reward go to failures.jsonl"
-    )
-    metric: Literal[METRICS] = Field(default="mean", description="what best_params ranks by")
-    power: float = Field(
-        default=0.8,
-        gt=0,
-        lt=1,
-        description="chance of detecting a true difference that the sample-size advice aims at",
-    )
-    min_effect: float = Field(
-        default=0.05,
-        gt=0,
-        description="the difference in the metric worth detecting: the sample-size advice says "
-        "how many repeats or tasks would detect it",
-    )
 
 
 class ExperimentConfig(StrictModel):

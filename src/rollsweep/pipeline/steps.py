@@ -13,7 +13,8 @@ import orjson
 from rollsweep.analysis.outputs import write_experiment_outputs
 from rollsweep.analysis.picks import verdict_line
 from rollsweep.analysis.plots import write_experiment_plots
-from rollsweep.pipeline.config import ExperimentConfig, PipelineConfig, StatsSettings
+from rollsweep.analysis.settings import StatsSettings
+from rollsweep.pipeline.config import ExperimentConfig, PipelineConfig
 from rollsweep.pipeline.plan import configurations
 from rollsweep.rollouts.jsonl import atomic_output
 from rollsweep.rollouts.names import BEST_PARAMS
@@ -63,17 +64,7 @@ def aggregate_experiment(
         (point.params, path, None) for point, path in zip(points, rollout_paths, strict=True)
     ]
     written = write_experiment_outputs(
-        output_dir,
-        configs,
-        alpha=stats.alpha,
-        n_bootstrap=stats.n_bootstrap,
-        seed=seed,
-        success_threshold=stats.success_threshold,
-        low_reward_threshold=stats.low_reward_threshold,
-        metric=stats.metric,
-        power=stats.power,
-        min_effect=stats.min_effect,
-        baseline=experiment.baseline,
+        output_dir, configs, stats, seed=seed, baseline=experiment.baseline
     )
     written |= write_experiment_plots(output_dir, plots_dir)
     return written

@@ -29,6 +29,7 @@ from llama_cpp import _internals as internals
 from llama_cpp._logger import set_verbose
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
+from rollsweep.config import EmbeddedSettings
 from rollsweep.servers.backends.base import PromptTooLong
 
 #: llama-cpp-python's chat completion defaults, kept so the text matches what its
@@ -101,35 +102,30 @@ class BatchedEngine:
         self,
         model: internals.LlamaModel,
         jobs: queue.SimpleQueue[_Job | None],
-        *,
-        n_parallel: int,
-        n_ctx: int,
-        n_threads: int,
-        n_batch: int,
-        flash_attn: bool,
-        prompt_cache: bool,
+        settings: EmbeddedSettings,
     ) -> None:
         self.model = model
-        self.n_ctx_seq = n_ctx
-        self.n_batch = max(n_batch, n_parallel)
-        self.prompt_cache = prompt_cache
+        self.n_batch = max(settings.n_batch, settings.n_parallel)
+        self.prompt_cache = settings.prompt_cache
         self.reused_tokens = 0  # prompt tokens taken from the cache, for benchmarks
         params = lc.llama_context_default_params()
-        params.n_ctx = n_ctx * n_parallel
+        params.n_ctx = settings.n_ctx * settings.n_parallel
         params.n_batch = self.n_batch
         params.n_ubatch = self.n_batch
-        params.n_seq_max = n_parallel
-        params.n_threads = n_threads
-        params.n_threads_batch = n_threads
+        params.n_seq_max = settings.n_parallel
+        params.n_threads = settings.n_threads
+        params.n_threads_batch = settings.n_threads
         # one KV stream per sequence: a request's attention never spans another's cells
         params.kv_unified = False
         params.flash_attn_type = (
-            lc.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash_attn else lc.LLAMA_FLASH_ATTN_TYPE_DISABLED
+            lc.LLAMA_FLASH_ATTN_TYPE_ENABLED
+            if settings.flash_attn
+            else lc.LLAMA_FLASH_ATTN_TYPE_DISABLED
         )
         self.ctx = internals.LlamaContext(model=model, params=params, verbose=False)
         self.memory = lc.llama_get_memory(self.ctx.ctx)
         self.batch = lc.llama_batch_init(self.n_batch, 0, 1)
-        self.slots = [_Slot(seq=i) for i in range(n_parallel)]
+        self.slots = [_Slot(seq=i) for i in range(settings.n_parallel)]
         self.jobs = jobs
         self.closing = threading.Event()
         self.thread = threading.Thread(target=self._loop, name="llama-batched", daemon=True)
@@ -291,14 +287,9 @@ class BatchedRuntime:
     def __init__(
         self,
         path: Path,
+        settings: EmbeddedSettings,
         *,
         n_contexts: int,
-        n_parallel: int,
-        n_ctx: int,
-        n_threads: int,
-        n_batch: int,
-        flash_attn: bool,
-        prompt_cache: bool = True,
     ) -> None:
         set_verbose(False)  # llama.cpp's load and graph logs: errors only
         self.model = internals.LlamaModel(
@@ -314,21 +305,9 @@ class BatchedRuntime:
             bos_token=self.model.token_get_text(bos) if bos != -1 else "",
             stop_token_ids=[eos],
         )
-        self.n_ctx = n_ctx
+        self.n_ctx = settings.n_ctx
         self.jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self.engines = [
-            BatchedEngine(
-                self.model,
-                self.jobs,
-                n_parallel=n_parallel,
-                n_ctx=n_ctx,
-                n_threads=n_threads,
-                n_batch=n_batch,
-                flash_attn=flash_attn,
-                prompt_cache=prompt_cache,
-            )
-            for _ in range(n_contexts)
-        ]
+        self.engines = [BatchedEngine(self.model, self.jobs, settings) for _ in range(n_contexts)]
 
     @property
     def reused_prompt_tokens(self) -> int:

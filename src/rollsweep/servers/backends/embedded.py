@@ -92,16 +92,7 @@ class EmbeddedBackend:
             raise UsageError("model file not found", path=str(path))
         self.model_path = path
         self.model_id = path.stem
-        self._runtime = BatchedRuntime(
-            path,
-            n_contexts=settings.contexts(usable_cpus()),
-            n_parallel=settings.n_parallel,
-            n_ctx=settings.n_ctx,
-            n_threads=settings.n_threads,
-            n_batch=settings.n_batch,
-            flash_attn=settings.flash_attn,
-            prompt_cache=settings.prompt_cache,
-        )
+        self._runtime = BatchedRuntime(path, settings, n_contexts=settings.contexts(usable_cpus()))
 
     @property
     def reused_prompt_tokens(self) -> int:
