@@ -18,7 +18,9 @@ try:
 except UsageError as error:
     print(f"error: {error.render()}", file=sys.stderr)
     sys.exit(2)
-validate(config, "../config/schema.json")
+# `--config start_servers=false` arrives as a string, which the models read as the boolean it
+# means; the schema (generated from the same models) then checks what they made of it
+validate(PIPELINE.model_dump(mode="json"), "../config/schema.json")
 
 RESULTS = PIPELINE.results_dir
 EXPERIMENTS = list(PIPELINE.experiments)

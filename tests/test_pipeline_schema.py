@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -77,3 +79,18 @@ def test_schema_documents_each_key():
     for model in ("ExperimentConfig", "StatsSettings"):
         for key, spec in schema["$defs"][model]["properties"].items():
             assert spec.get("description"), f"{model}.{key} has no description"
+
+
+@pytest.mark.parametrize("value", ["true", "false"])
+def test_command_line_booleans_pass(value, tmp_path):
+    """`--config start_servers=false` arrives as a string; the models read it as a boolean and
+    the schema checks what they made of it (it used to refuse the string)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--config", f"start_servers={value}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "is not of type 'boolean'" not in result.stderr
