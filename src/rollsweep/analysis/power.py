@@ -40,6 +40,8 @@ class SampleSizeAdvice:
     detectable_now: float | None
     repeats_needed: int | None
     tasks_needed: int | None
+    #: whether the repeats' share of the variance is known (two or more repeats of a task)
+    split_known: bool = True
 
     def sentence(self, repeats_now: float) -> str:
         """One line for the end of a run: what more data would settle a tie."""
@@ -49,6 +51,11 @@ class SampleSizeAdvice:
         if self.repeats_needed is not None:
             factor = self.repeats_needed / repeats_now
             return f"about {factor:.3g}x more repeats would detect {target}"
+        if self.tasks_needed is not None and not self.split_known:
+            return (
+                f"about {self.tasks_needed} tasks would detect {target} "
+                "(with one repeat a task, what more repeats would do is unknown)"
+            )
         if self.tasks_needed is not None:
             return (
                 f"about {self.tasks_needed} tasks would detect {target} "
@@ -120,7 +127,9 @@ def sample_size_advice(
         repeats_needed = max(math.ceil(within / room), math.ceil(parts.repeats))
     per_task = parts.between_tasks + (within or 0.0) / parts.repeats
     tasks_needed = max(math.ceil(z2 * per_task / min_effect**2), parts.n_tasks)
-    return SampleSizeAdvice(min_effect, now, repeats_needed, tasks_needed)
+    return SampleSizeAdvice(
+        min_effect, now, repeats_needed, tasks_needed, split_known=within is not None
+    )
 
 
 def holm_adjusted(p_values: list[float]) -> list[float]:

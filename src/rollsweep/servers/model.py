@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 
 from rollsweep.config import ModelServerConfig
@@ -73,76 +73,102 @@ def _redact(text: str, secrets: list[str]) -> str:
     return text
 
 
-def create_model_app(config: ModelServerConfig) -> FastAPI:
-    """A FastAPI app serving one model backend; the backend loads before the port answers."""
-    backend = create_backend(config)
-    secrets = _secrets(config)
-    counters = {"requests": 0, "completed": 0}
+class ModelService:
+    """What the model server's routes share: the backend, its secrets and request counters."""
 
-    @asynccontextmanager
-    async def lifespan(_: FastAPI):
-        yield
-        await backend.aclose()
+    def __init__(self, config: ModelServerConfig) -> None:
+        self.config = config
+        self.backend = create_backend(config)
+        self.secrets = _secrets(config)
+        self.counters = {"requests": 0, "completed": 0}
 
-    app = _RawSendApp(title=f"rollsweep model server ({config.backend})", lifespan=lifespan)
-
-    @app.get("/health")
-    async def health() -> dict[str, Any]:
-        return {"status": "ok", "backend": config.backend, "model": backend.model_id}
-
-    @app.get("/stats")
-    async def stats() -> dict[str, Any]:
-        """Request counters, so tests can prove that a resumed run recomputed nothing."""
-        faults = getattr(backend, "faults", None)
-        injected = dict(faults.injected) if faults is not None else {}
-        return {**counters, "faults": injected}
-
-    async def respond(body: dict[str, Any]) -> dict[str, Any]:
-        counters["requests"] += 1
+    async def respond(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The backend's Responses object for a request, with every required field."""
+        self.counters["requests"] += 1
         # NeMo Gym sends the seed inside metadata.extra_body; the backends read it at the top.
         seed = request_seed(body)
         if seed is not None:
             body = {**body, "seed": seed}
         try:
-            answer = complete_response(await backend.respond(body), body)
+            answer = complete_response(await self.backend.respond(body), body)
         except UpstreamError as error:
-            detail = _redact(error.detail, secrets)
+            detail = _redact(error.detail, self.secrets)
             raise HTTPException(status_code=error.status_code, detail=detail) from None
-        counters["completed"] += 1
+        self.counters["completed"] += 1
         return answer
 
-    async def injected(request: Request, fault: InjectedFault) -> Response:
-        if fault.kind == "error_429":
-            seconds = fault.retry_after_s or 0.0
-            shown = str(int(seconds)) if float(seconds).is_integer() else f"{seconds:g}"
-            return JSONResponse(
-                {"detail": "injected fault: rate limited"},
-                status_code=429,
-                headers={"Retry-After": shown},
-            )
-        if fault.kind == "drop_connection":
-            return await drop_connection(request)
-        return JSONResponse({"detail": "injected fault: internal error"}, status_code=500)
 
-    @app.post("/v1/responses")
-    async def responses(request: Request) -> Any:
-        body = await request.json()
-        if not isinstance(body, dict) or "input" not in body:
-            raise HTTPException(status_code=422, detail="expected a Responses request with 'input'")
-        try:
-            return await respond(body)
-        except InjectedFault as fault:
-            return await injected(request, fault)
+async def injected_response(request: Request, fault: InjectedFault) -> Response:
+    """What the client sees of a fault the simulated backend injected."""
+    if fault.kind == "error_429":
+        seconds = fault.retry_after_s or 0.0
+        shown = str(int(seconds)) if float(seconds).is_integer() else f"{seconds:g}"
+        return JSONResponse(
+            {"detail": "injected fault: rate limited"},
+            status_code=429,
+            headers={"Retry-After": shown},
+        )
+    if fault.kind == "drop_connection":
+        return await drop_connection(request)
+    return JSONResponse({"detail": "injected fault: internal error"}, status_code=500)
 
-    @app.post("/v1/chat/completions")
-    async def chat_completions(request: Request) -> Any:
-        """The same model for Chat Completions clients (converted both ways)."""
-        body = await request.json()
-        if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
-            raise HTTPException(status_code=422, detail="expected a chat request with 'messages'")
-        try:
-            return responses_response_to_chat(await respond(chat_request_to_responses(body)))
-        except InjectedFault as fault:
-            return await injected(request, fault)
 
+router = APIRouter()
+
+
+def _service(request: Request) -> ModelService:
+    return request.app.state.service
+
+
+Service = Annotated[ModelService, Depends(_service)]
+
+
+@router.get("/health")
+async def health(service: Service) -> dict[str, Any]:
+    return {"status": "ok", "backend": service.config.backend, "model": service.backend.model_id}
+
+
+@router.get("/stats")
+async def stats(service: Service) -> dict[str, Any]:
+    """Request counters, so tests can prove that a resumed run recomputed nothing."""
+    faults = getattr(service.backend, "faults", None)
+    injected = dict(faults.injected) if faults is not None else {}
+    return {**service.counters, "faults": injected}
+
+
+@router.post("/v1/responses")
+async def responses(request: Request, service: Service) -> Any:
+    body = await request.json()
+    if not isinstance(body, dict) or "input" not in body:
+        raise HTTPException(status_code=422, detail="expected a Responses request with 'input'")
+    try:
+        return await service.respond(body)
+    except InjectedFault as fault:
+        return await injected_response(request, fault)
+
+
+@router.post("/v1/chat/completions")
+async def chat_completions(request: Request, service: Service) -> Any:
+    """The same model for Chat Completions clients (converted both ways)."""
+    body = await request.json()
+    if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
+        raise HTTPException(status_code=422, detail="expected a chat request with 'messages'")
+    try:
+        return responses_response_to_chat(await service.respond(chat_request_to_responses(body)))
+    except InjectedFault as fault:
+        return await injected_response(request, fault)
+
+
+def create_model_app(config: ModelServerConfig) -> FastAPI:
+    """A FastAPI app serving one model backend; the backend loads before the port answers."""
+    service = ModelService(config)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):
+        yield
+        await service.backend.aclose()
+
+    app = _RawSendApp(title=f"rollsweep model server ({config.backend})", lifespan=lifespan)
+    app.state.service = service
+    app.include_router(router)
     return app
