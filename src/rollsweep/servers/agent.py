@@ -174,6 +174,11 @@ def aggregate_metrics(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def app_from_spec(spec: dict[str, Any]) -> FastAPI:
+    """The agent server of a JSON spec (``servers.serve``)."""
+    return create_agent_app(AgentRuntime.model_validate(spec))
+
+
 def create_agent_app(runtime: AgentRuntime) -> FastAPI:
     """A FastAPI app for one agent."""
     state: dict[str, httpx.AsyncClient] = {}

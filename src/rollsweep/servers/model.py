@@ -159,6 +159,11 @@ async def chat_completions(request: Request, service: Service) -> Any:
         return await injected_response(request, fault)
 
 
+def app_from_spec(spec: dict[str, Any]) -> FastAPI:
+    """The model server of a JSON spec (``servers.serve``)."""
+    return create_model_app(ModelServerConfig.model_validate(spec))
+
+
 def create_model_app(config: ModelServerConfig) -> FastAPI:
     """A FastAPI app serving one model backend; the backend loads before the port answers."""
     service = ModelService(config)

@@ -16,6 +16,11 @@ from rollsweep.verifiers.base import VerifierError, VerifierFailure, normalize_r
 MAX_SESSIONS = 100_000
 
 
+def app_from_spec(spec: dict[str, Any]) -> FastAPI:
+    """The resources server of a JSON spec (``servers.serve``)."""
+    return create_resources_app(ResourcesServerConfig.model_validate(spec))
+
+
 def create_resources_app(config: ResourcesServerConfig) -> FastAPI:
     """A FastAPI app for one verifier (bundled name or user file, reloaded when it changes)."""
     verifier_spec = config.verifier

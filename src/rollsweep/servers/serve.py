@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import socket
 import sys
@@ -14,21 +15,21 @@ import sys
 import uvicorn
 from fastapi import FastAPI
 
-from rollsweep.config import ModelServerConfig, ResourcesServerConfig
-from rollsweep.servers.agent import AgentRuntime, create_agent_app
-from rollsweep.servers.model import create_model_app
-from rollsweep.servers.resources import create_resources_app
+#: The module of each server kind; each has ``app_from_spec(spec) -> FastAPI``. A process loads
+#: only its own kind's module (an agent never imports the verifiers or the model backends), which
+#: keeps the start of a stack short.
+SERVER_MODULES = {
+    "model": "rollsweep.servers.model",
+    "resources": "rollsweep.servers.resources",
+    "agent": "rollsweep.servers.agent",
+}
 
 
 def build_app(kind: str, spec: dict) -> FastAPI:
     """The app of one server kind from its JSON spec."""
-    if kind == "model":
-        return create_model_app(ModelServerConfig.model_validate(spec))
-    if kind == "resources":
-        return create_resources_app(ResourcesServerConfig.model_validate(spec))
-    if kind == "agent":
-        return create_agent_app(AgentRuntime.model_validate(spec))
-    raise SystemExit(f"unknown server kind {kind!r}")
+    if kind not in SERVER_MODULES:
+        raise SystemExit(f"unknown server kind {kind!r}")
+    return importlib.import_module(SERVER_MODULES[kind]).app_from_spec(spec)
 
 
 def serve_app(app: FastAPI, sock: socket.socket) -> None:
