@@ -148,7 +148,9 @@ def best_params(
         n_bootstrap=n_bootstrap,
         seed=seed,
     )
-    settings = _Settings(metric, alpha, n_bootstrap, seed, success_threshold, power, min_effect)
+    settings = _Settings(
+        len(rows) - 1, metric, alpha, n_bootstrap, seed, success_threshold, power, min_effect
+    )
     winner = items[rows[0]["_position"]].rollouts
     comparisons = [
         _compare(winner, per_task[0], row, items[row["_position"]].rollouts, values, settings)
@@ -182,6 +184,7 @@ def _decide(
 
 
 class _Settings(NamedTuple):
+    comparisons: int
     metric: str
     alpha: float
     n_bootstrap: int
@@ -208,7 +211,9 @@ def _compare(
     parts = _variance_parts(
         winner, rollouts, settings.metric, settings.success_threshold, differences
     )
-    level = {"alpha": settings.alpha, "power": settings.power}
+    # `best` needs every comparison to pass Holm's test, whose first step is at
+    # alpha / comparisons: the advice aims at that level (Bonferroni), not at alpha
+    level = {"alpha": settings.alpha / settings.comparisons, "power": settings.power}
     advice = sample_size_advice(parts, min_effect=settings.min_effect, **level)
     return {
         "config": row["config"],
