@@ -407,13 +407,18 @@ def bernoulli_table(rng: np.random.Generator, means: np.ndarray, repeats: int) -
     return [[float(x) for x in rng.random(repeats) < p] for p in means]
 
 
-def test_the_indistinguishable_set_holds_the_close_configurations_not_the_far_ones():
+def one_far_two_close() -> list:
+    """Three temperatures over 60 tasks x 4 repeats: 0.1 far below, 0.5 and 0.9 close."""
     rng = np.random.default_rng(11)
     difficulty = rng.uniform(0.2, 0.8, size=60)
-    configs = [
+    return [
         ({"temperature": t}, frame_of(bernoulli_table(rng, np.clip(difficulty + shift, 0, 1), 4)))
         for t, shift in ((0.1, -0.45), (0.5, 0.15), (0.9, 0.13))
     ]
+
+
+def test_the_indistinguishable_set_holds_the_close_configurations_not_the_far_ones():
+    configs = one_far_two_close()
     result = best_params(summarize(configs, n_bootstrap=300), configs, n_bootstrap=1000)
     assert result["best"]["params"] == {"temperature": 0.5}
     assert result["verdict"] == "tie"
@@ -427,12 +432,7 @@ def test_the_indistinguishable_set_holds_the_close_configurations_not_the_far_on
 
 
 def test_the_verdict_line_says_what_more_data_would_settle_a_tie():
-    rng = np.random.default_rng(11)
-    difficulty = rng.uniform(0.2, 0.8, size=60)
-    configs = [
-        ({"temperature": t}, frame_of(bernoulli_table(rng, np.clip(difficulty + shift, 0, 1), 4)))
-        for t, shift in ((0.1, -0.45), (0.5, 0.15), (0.9, 0.13))
-    ]
+    configs = one_far_two_close()
     picks = best_params(summarize(configs, n_bootstrap=300), configs, n_bootstrap=1000)
     line = verdict_line(picks)
     best, runner_up = picks["best"], picks["runner_up"]
