@@ -81,6 +81,27 @@ def run_cli(
     )
 
 
+def collect(config: Path, tasks: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
+    """``ng_collect_rollouts`` with the agent ``my_agent`` of a stack config, tasks to out."""
+    return run_cli(
+        "ng_collect_rollouts",
+        "+agent_name=my_agent",
+        f"+input_jsonl_fpath={tasks}",
+        f"+output_jsonl_fpath={out}",
+        f"+config_paths=[{config}]",
+        *extra,
+    )
+
+
+def without_timing(row: dict) -> dict:
+    """A row without its timing fields (wall-clock latency and creation time)."""
+    row = json.loads(json.dumps(row))
+    row["metrics"].pop("latency_s")
+    row["metrics"].pop("model_latency_s", None)
+    row["response"].pop("created_at")
+    return row
+
+
 def read_rows(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 

@@ -7,31 +7,10 @@ import statistics
 import subprocess
 import sys
 from collections import defaultdict
-from pathlib import Path
 
-from conftest import read_rows, run_cli, write_stack_config, write_tasks
+from conftest import collect, read_rows, without_timing, write_stack_config, write_tasks
 
 from rollsweep.servers.backends.simulated import with_answer
-
-
-def collect(config: Path, tasks: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
-    return run_cli(
-        "ng_collect_rollouts",
-        "+agent_name=my_agent",
-        f"+input_jsonl_fpath={tasks}",
-        f"+output_jsonl_fpath={out}",
-        f"+config_paths=[{config}]",
-        *extra,
-    )
-
-
-def without_timing(row: dict) -> dict:
-    """A row without its timing fields (wall-clock latency and creation time)."""
-    row = json.loads(json.dumps(row))
-    row["metrics"].pop("latency_s")
-    row["metrics"].pop("model_latency_s", None)
-    row["response"].pop("created_at")
-    return row
 
 
 def test_exploration_shape_order_and_determinism(tmp_path, sim_config):

@@ -7,7 +7,7 @@ import signal
 
 import httpx
 import psutil
-from conftest import read_rows, run_cli, start_ng_run, wait_gone, write_tasks
+from conftest import collect, read_rows, start_ng_run, wait_gone, write_tasks
 
 
 def test_collector_uses_the_running_stack_and_sigterm_stops_all(tmp_path, sim_config):
@@ -20,13 +20,7 @@ def test_collector_uses_the_running_stack_and_sigterm_stops_all(tmp_path, sim_co
         assert len(children) == 3
         tasks = write_tasks(tmp_path / "tasks.jsonl", 4)
         out = tmp_path / "out.jsonl"
-        result = run_cli(
-            "ng_collect_rollouts",
-            "+agent_name=my_agent",
-            f"+input_jsonl_fpath={tasks}",
-            f"+output_jsonl_fpath={out}",
-            f"+config_paths=[{sim_config}]",
-        )
+        result = collect(sim_config, tasks, out)
         assert result.returncode == 0, result.stderr
         assert "using the servers of ng_run" in result.stderr
         assert len(read_rows(out)) == 4

@@ -12,19 +12,18 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import REPO, read_rows, run_cli, write_stack_config, write_tasks
+from conftest import (
+    REPO,
+    collect,
+    read_rows,
+    run_cli,
+    without_timing,
+    write_stack_config,
+    write_tasks,
+)
 
 from rollsweep.config import load_stack_config
 from rollsweep.servers.stack import Stack
-
-
-def without_timing(row: dict) -> dict:
-    """A row without its timing fields (wall-clock latency and creation time)."""
-    row = json.loads(json.dumps(row))
-    row["metrics"].pop("latency_s")
-    row["metrics"].pop("model_latency_s", None)
-    row["response"].pop("created_at")
-    return row
 
 
 def collector(*args: str) -> list[str]:
@@ -56,12 +55,10 @@ def test_workers_write_the_rows_of_one_worker_line_by_line(tmp_path, sim_config)
     outputs = {}
     for workers in (1, 2, 3):
         out = tmp_path / f"out{workers}.jsonl"
-        result = run_cli(
-            "ng_collect_rollouts",
-            "+agent_name=my_agent",
-            f"+input_jsonl_fpath={tasks}",
-            f"+output_jsonl_fpath={out}",
-            f"+config_paths=[{sim_config}]",
+        result = collect(
+            sim_config,
+            tasks,
+            out,
             "+num_repeats=3",
             "+num_samples_in_parallel=16",
             "+responses_create_params.temperature=0.7",

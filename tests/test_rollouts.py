@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from conftest import read_rows, run_cli, write_tasks
+from conftest import collect, read_rows, write_tasks
 
 from rollsweep.analysis.read import load_rollouts
 from rollsweep.errors import UsageError
@@ -27,14 +27,7 @@ from rollsweep.rollouts.text import content_text, final_output, output_text, pro
 def test_a_collected_row_is_a_full_rollout_row(tmp_path, sim_config):
     tasks = write_tasks(tmp_path / "tasks.jsonl", 3)
     out = tmp_path / "out.jsonl"
-    result = run_cli(
-        "ng_collect_rollouts",
-        "+agent_name=my_agent",
-        f"+input_jsonl_fpath={tasks}",
-        f"+output_jsonl_fpath={out}",
-        f"+config_paths=[{sim_config}]",
-        "+num_repeats=2",
-    )
+    result = collect(sim_config, tasks, out, "+num_repeats=2")
     assert result.returncode == 0, result.stderr
     rows = read_rows(out)
     keys = {field.alias or name for name, field in RolloutRow.model_fields.items()}
