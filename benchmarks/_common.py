@@ -32,6 +32,26 @@ def record(name: str, figures: dict[str, Any]) -> Path:
     return path
 
 
+def answer_response(response_id: str, model: str, text: str, **extra: Any) -> dict[str, Any]:
+    """The Responses object a stand-in agent returns: one assistant message with ``text``."""
+    return {
+        "id": response_id,
+        "object": "response",
+        "model": model,
+        "status": "completed",
+        **extra,
+        "output": [
+            {
+                "type": "message",
+                "role": "assistant",
+                "status": "completed",
+                "content": [{"type": "output_text", "text": text, "annotations": []}],
+            }
+        ],
+        "usage": {"input_tokens": 41, "output_tokens": 12, "total_tokens": 53},
+    }
+
+
 def take_requests(buffer: bytearray) -> Iterator[tuple[bytes, bytes]]:
     """The whole HTTP/1.1 requests at the front of ``buffer``, as (lower-cased head, body),
     each removed from the buffer as it is taken; a partial request stays for the next read.

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import take_requests
+from _common import answer_response, take_requests
 
 from rollsweep.servers.backends.simulated import with_answer
 
@@ -85,22 +85,12 @@ def serve(port: int, latency_ms: float, jitter: float, seed: int) -> None:
             **task,
             "reward": reward,
             "output": text,
-            "response": {
-                "id": f"resp_{rng.getrandbits(48):012x}",
-                "object": "response",
-                "model": "simulated",
-                "status": "completed",
-                "temperature": params.get("temperature"),
-                "output": [
-                    {
-                        "type": "message",
-                        "role": "assistant",
-                        "status": "completed",
-                        "content": [{"type": "output_text", "text": text, "annotations": []}],
-                    }
-                ],
-                "usage": {"input_tokens": 41, "output_tokens": 12, "total_tokens": 53},
-            },
+            "response": answer_response(
+                f"resp_{rng.getrandbits(48):012x}",
+                "simulated",
+                text,
+                temperature=params.get("temperature"),
+            ),
             "metrics": {
                 "model_latency_s": round(delay, 6),
                 "input_tokens": 41,

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import take_requests
+from _common import answer_response, take_requests
 
 ROOT = Path(__file__).resolve().parents[1]
 DEBUG_TASKS = ROOT / "data" / "debug_tasks.jsonl"
@@ -87,21 +87,11 @@ def serve(port: int, head_port: int, latency_ms: float) -> None:
             **task,
             "reward": float(task.get("_ng_task_index", 0) % 5 < 3),
             "output": text,
-            "response": {
-                "id": f"resp_{task.get('_ng_task_index')}_{task.get('_ng_rollout_index')}",
-                "object": "response",
-                "model": "trivial",
-                "status": "completed",
-                "output": [
-                    {
-                        "type": "message",
-                        "role": "assistant",
-                        "status": "completed",
-                        "content": [{"type": "output_text", "text": text, "annotations": []}],
-                    }
-                ],
-                "usage": {"input_tokens": 41, "output_tokens": 12, "total_tokens": 53},
-            },
+            "response": answer_response(
+                f"resp_{task.get('_ng_task_index')}_{task.get('_ng_rollout_index')}",
+                "trivial",
+                text,
+            ),
         }
         return reply(orjson.dumps(result))
 
