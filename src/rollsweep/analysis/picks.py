@@ -10,6 +10,7 @@ import polars as pl
 
 from rollsweep.analysis.configs import ConfigLike, as_configs
 from rollsweep.analysis.power import (
+    VarianceParts,
     detectable_difference,
     holm_adjusted,
     sample_size_advice,
@@ -232,7 +233,7 @@ def _variance_parts(
     metric: str,
     success_threshold: float,
     per_task_differences: np.ndarray,
-) -> Any:
+) -> VarianceParts:
     """The variance split of the paired comparison. For metric mean and pass_at_1 a repeat is
     one observation, paired on (task, repeat index); pass_at_k and majority_at_k are per-task
     quantities, so only the tasks' variance is known."""
