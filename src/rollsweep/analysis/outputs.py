@@ -13,6 +13,7 @@ import polars as pl
 
 from rollsweep.analysis.configs import ConfigRollouts
 from rollsweep.analysis.picks import best_params
+from rollsweep.analysis.race import picks_after_race
 from rollsweep.analysis.read import count_failures, load_rollouts
 from rollsweep.analysis.settings import StatsSettings
 from rollsweep.analysis.tables import per_task, reward_distribution, summarize, task_outcomes
@@ -93,6 +94,7 @@ def write_experiment_outputs(
     *,
     seed: int = 0,
     baseline: str | os.PathLike[str] | None = None,
+    race: Mapping[str, Any] | None = None,
 ) -> dict[str, Path]:
     """Write every aggregate of an experiment into ``output_dir``; returns name -> path.
 
@@ -100,7 +102,8 @@ def write_experiment_outputs(
     means the default sidecar ``<stem>_failures.jsonl`` if it exists. ``stats``: the statistics'
     settings (``stats.metric`` chooses the best configuration); every bootstrap starts from
     ``seed``. ``baseline``: a rollouts file whose reward counts go beside ours in
-    reward_distribution.csv. Files (AGGREGATE_FILES):
+    reward_distribution.csv. ``race``: an adaptive experiment's ``race_outcome``, whose verdict
+    best_params.json carries (``race.picks_after_race``). Files (AGGREGATE_FILES):
     summary.csv/.parquet, best_params.json, per_task.csv, task_outcomes.csv,
     reward_distribution.csv, failures.jsonl (the rows of every configuration with reward <
     low_reward_threshold, verbatim, in configuration order). Each file appears atomically.
@@ -110,7 +113,10 @@ def write_experiment_outputs(
     items = [_load_config(params, path, sidecar) for params, path, sidecar in configs]
     stats = stats or StatsSettings()
     summary = summarize(items, seed=seed, **stats.for_summary())
-    best = best_params(summary, items, seed=seed, **stats.for_picks())
+    if race is None:
+        best = best_params(summary, items, seed=seed, **stats.for_picks())
+    else:
+        best = picks_after_race(summary, items, race, seed=seed, **stats.for_picks())
     tasks = per_task(items, success_threshold=stats.success_threshold)
     distribution = reward_distribution(
         items, baseline=load_rollouts(baseline) if baseline is not None else None

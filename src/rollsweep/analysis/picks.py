@@ -25,8 +25,8 @@ from rollsweep.analysis.statistics import (
 from rollsweep.rollouts.names import METRICS
 
 
-def _task_metric(
-    rollouts: pl.DataFrame, metric: str, success_threshold: float, k: int | None
+def task_values(
+    rollouts: pl.DataFrame, metric: str, success_threshold: float, k: int | None = None
 ) -> pl.DataFrame:
     """Per task: task_index and ``value``, the task's own value of ``metric`` (its mean
     reward, success share, pass@k estimate or majority indicator)."""
@@ -140,7 +140,7 @@ def best_params(
         return result
     result["runner_up"] = _pick(rows[1], param_names, metric)
     per_task = [
-        _task_metric(items[row["_position"]].rollouts, metric, success_threshold, row["k"])
+        task_values(items[row["_position"]].rollouts, metric, success_threshold, row["k"])
         for row in rows
     ]
     result["difference"] = paired_difference(
@@ -293,6 +293,17 @@ def verdict_line(picks: dict[str, Any]) -> str:
         return "none: no rollouts"
     metric = picks["metric"]
     shown = f"{best['config']} {best.get(metric, best['mean']):.3g}"
+    race = picks.get("race")
+    if race is not None:
+        spent = (
+            f"round {race['rounds']} of {race['rounds_planned']}, {race['spent']:,} rollouts "
+            f"(the uniform grid: {race['uniform_rollouts']:,})"
+        )
+        if picks["verdict"] == "best":
+            return f"best: {shown} — the race decided in {spent}"
+        if runner_up is not None:
+            shown += f" vs {runner_up['config']} {runner_up.get(metric, runner_up['mean']):.3g}"
+        return f"tie: {shown} — the race stopped ({race['reason']}) in {spent}"
     if runner_up is None:
         return f"only: {shown}"
     shown += f" vs {runner_up['config']} {runner_up.get(metric, runner_up['mean']):.3g}"

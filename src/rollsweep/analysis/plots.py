@@ -247,3 +247,36 @@ def write_experiment_plots(
         ),
         PER_TASK_VARIANCE_PNG: plot_per_task_variance(per_task, target / PER_TASK_VARIANCE_PNG),
     }
+
+
+def plot_rollouts_per_round(
+    per_round: pl.DataFrame,
+    path: str | os.PathLike[str],
+    *,
+    winner: str | None = None,
+    uniform_per_config: int | None = None,
+) -> Path:
+    """Where an adaptive sweep spent its rollouts: one bar per configuration, stacked by round
+    (``race.rollouts_per_round``), the winner's label in bold and, dashed, what each
+    configuration of the uniform grid would have collected."""
+    configs = list(dict.fromkeys(per_round.get_column("config").to_list()))
+    rounds = sorted(set(per_round.get_column("round").to_list()))
+    figure = Figure(figsize=(max(5.0, 0.9 * len(configs) + 2), 3.8))
+    axes = figure.add_subplot()
+    bottom = np.zeros(len(configs))
+    for number in rounds:
+        share = per_round.filter(pl.col("round") == number)
+        counts = dict(zip(share.get_column("config"), share.get_column("rollouts"), strict=True))
+        heights = np.array([counts.get(label, 0) for label in configs], dtype=float)
+        axes.bar(configs, heights, bottom=bottom, label=f"round {number}")
+        bottom += heights
+    if uniform_per_config is not None:
+        axes.axhline(uniform_per_config, linestyle="--", color="grey", label="uniform grid")
+    for tick in axes.get_xticklabels():
+        if tick.get_text() == winner:
+            tick.set_fontweight("bold")
+    axes.set_ylabel("rollouts")
+    axes.set_title("rollouts per configuration and round")
+    axes.tick_params(axis="x", labelrotation=30)
+    axes.legend(fontsize="small")
+    return _save(figure, path)

@@ -53,3 +53,33 @@ class StatsSettings(StrictModel):
     def for_picks(self) -> dict[str, Any]:
         """The keyword arguments of ``analysis.picks.best_params``."""
         return self.model_dump(include=PICK_KEYS)
+
+
+class AdaptiveSettings(StrictModel):
+    """An adaptive sweep (``adaptive:`` of an experiment): rounds of repeats that go only to the
+    configurations still in the race (``rollsweep.analysis.race``)."""
+
+    round_repeats: list[Annotated[int, Field(ge=1)]] = Field(
+        default=[1, 1, 1, 2, 2, 3],
+        min_length=1,
+        description="repeats per task that each round adds to every configuration still in the "
+        "race; the number of rounds is fixed in advance, since the error level is split over them",
+    )
+    budget: int | None = Field(
+        default=None,
+        ge=1,
+        description="most rollouts over all rounds: no round starts that would pass it",
+    )
+
+    @property
+    def total_repeats(self) -> int:
+        """The repeats per task of a configuration that stays in the race to the end."""
+        return sum(self.round_repeats)
+
+    def round_starts(self) -> list[int]:
+        """The first repeat index of each round."""
+        starts, start = [], 0
+        for count in self.round_repeats:
+            starts.append(start)
+            start += count
+        return starts
