@@ -18,6 +18,7 @@ if not workflow.configfiles:
 include: "rules/common.smk"
 include: "rules/servers.smk"
 include: "rules/collect.smk"
+include: "rules/race.smk"
 include: "rules/aggregate.smk"
 include: "rules/manifest.smk"
 include: "rules/rescore.smk"

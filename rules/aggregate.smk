@@ -3,7 +3,9 @@
 
 rule aggregate:
     input:
-        lambda w: PLANS[w.experiment].rollouts,
+        rollouts=lambda w: PLANS[w.experiment].rollouts,
+        # an adaptive experiment's rounds carry its verdict
+        race=lambda w: race_files(w.experiment),
     output:
         **{
             name.replace(".", "_"): f"{RESULTS}/{{experiment}}/{name}"

@@ -13,9 +13,10 @@ aggregate_experiment(
     ExperimentConfig.model_validate(params.experiment),
     StatsSettings.model_validate(params.stats),
     params.seed,
-    list(snakemake.input),  # noqa: F821
+    list(snakemake.input.rollouts),  # noqa: F821
     str(Path(output.summary_csv).parent),
     plots_dir=str(Path(output.reward_vs_params).parent),
+    race_paths=list(snakemake.input.race),  # noqa: F821
 )
 with open(snakemake.log[0], "w") as handle:  # noqa: F821
-    print(f"aggregated {len(snakemake.input)} configurations", file=handle)  # noqa: F821
+    print(f"aggregated {len(snakemake.input.rollouts)} configurations", file=handle)  # noqa: F821

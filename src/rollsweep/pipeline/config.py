@@ -10,7 +10,8 @@ from typing import Any
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from rollsweep.analysis.settings import StatsSettings
+from rollsweep.analysis.race import RACE_METRICS
+from rollsweep.analysis.settings import AdaptiveSettings, StatsSettings
 from rollsweep.config import StrictModel, deep_merge, load_stack_config, read_yaml
 from rollsweep.errors import UsageError
 from rollsweep.rollouts.rows import SamplingParams, describe_validation_error
@@ -61,6 +62,14 @@ class ExperimentConfig(StrictModel):
         default=None,
         description="a verifier (bundled name or .py file) to re-score the frozen rollouts with",
     )
+    adaptive: AdaptiveSettings | None = Field(
+        default=None,
+        description="race the configurations in rounds of repeats, dropping those confidently "
+        "worse than the leader (instead of num_repeats for every configuration)",
+        # no default in the schema: Snakemake's validate() would set it to null, then fill that
+        # null with the settings' defaults and fail
+        json_schema_extra=lambda schema: schema.pop("default", None),
+    )
     seed: int | None = Field(default=None, description="this experiment's seed (default: seed)")
     head_url: str | None = Field(
         default=None,
@@ -72,6 +81,21 @@ class ExperimentConfig(StrictModel):
         pattern=HEAD_URL_PATTERN,
         description="or one running agent server (NeMo Gym's /run contract)",
     )
+
+    @property
+    def total_repeats(self) -> int:
+        """Repeats per task of a configuration that collects everything planned."""
+        return self.adaptive.total_repeats if self.adaptive else self.num_repeats
+
+    @model_validator(mode="after")
+    def _adaptive_sets_the_repeats(self) -> ExperimentConfig:
+        # (1, the default, passes: a dumped config says it, and it asks for nothing else)
+        if self.adaptive is not None and self.num_repeats != 1:
+            raise ValueError(
+                "an adaptive experiment takes its repeats from adaptive.round_repeats; "
+                "remove num_repeats"
+            )
+        return self
 
     @model_validator(mode="after")
     def _one_external_target(self) -> ExperimentConfig:
@@ -131,6 +155,16 @@ class PipelineConfig(StrictModel):
     def _has_experiments(self) -> PipelineConfig:
         if not self.experiments:
             raise ValueError("no experiments configured")
+        return self
+
+    @model_validator(mode="after")
+    def _races_rank_by_a_mean(self) -> PipelineConfig:
+        racing = [name for name, e in self.experiments.items() if e.adaptive is not None]
+        if racing and self.stats.metric not in RACE_METRICS:
+            raise ValueError(
+                f"stats.metric {self.stats.metric!r}: adaptive experiments ({', '.join(racing)}) "
+                f"rank by {' or '.join(RACE_METRICS)}"
+            )
         return self
 
 

@@ -86,7 +86,9 @@ def configuration_identity(
         "limit": experiment.limit,
         "responses_create_params": params,
         "seed": pipeline.seed if experiment.seed is None else experiment.seed,
-        "num_repeats": experiment.num_repeats,
+        # a shard's repeats: the rounds of an adaptive experiment set where each shard starts
+        "num_repeats": experiment.total_repeats,
+        **({"round_repeats": experiment.adaptive.round_repeats} if experiment.adaptive else {}),
     }
 
 

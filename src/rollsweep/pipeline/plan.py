@@ -26,7 +26,7 @@ from rollsweep.pipeline.config import (
     short_name,
 )
 from rollsweep.pipeline.identity import configuration_identity, identity_hash
-from rollsweep.rollouts.names import ROLLOUTS_FILE, config_label
+from rollsweep.rollouts.names import RACE_DIR, ROLLOUTS_FILE, config_label
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,7 @@ class Shard:
     repeat_count: int
     task_start: int
     task_stop: int | None
+    round: int = 1  # the round of an adaptive experiment that collects it (else 1)
 
     @property
     def name(self) -> str:
@@ -81,10 +82,17 @@ class Shard:
 
 
 def shards(experiment: ExperimentConfig) -> list[Shard]:
-    """Repeat shards x task chunks of one configuration."""
+    """Repeat shards x task chunks of one configuration (round by round when adaptive)."""
+    if experiment.adaptive is None:
+        rounds = [(0, experiment.num_repeats)]
+    else:
+        starts = experiment.adaptive.round_starts()
+        rounds = list(zip(starts, experiment.adaptive.round_repeats, strict=True))
+    per_shard = experiment.repeats_per_shard
     repeats = [
-        (start, min(experiment.repeats_per_shard, experiment.num_repeats - start))
-        for start in range(0, experiment.num_repeats, experiment.repeats_per_shard)
+        (number, start, min(per_shard, first + count - start))
+        for number, (first, count) in enumerate(rounds, start=1)
+        for start in range(first, first + count, per_shard)
     ]
     if experiment.tasks_per_chunk is None:
         chunks: list[tuple[int, int | None]] = [(0, None)]
@@ -92,7 +100,7 @@ def shards(experiment: ExperimentConfig) -> list[Shard]:
         total = count_tasks(experiment.input, experiment.limit)
         size = experiment.tasks_per_chunk
         chunks = [(start, min(start + size, total)) for start in range(0, total, size)]
-    return [Shard(r0, rn, c0, c1) for r0, rn in repeats for c0, c1 in chunks]
+    return [Shard(r0, rn, c0, c1, number) for number, r0, rn in repeats for c0, c1 in chunks]
 
 
 class ExperimentPlan:
@@ -130,10 +138,24 @@ class ExperimentPlan:
         """The stack config of the local servers (read once per plan)."""
         return load_stack_config(self.pipeline.stack_config)
 
-    def shard_files(self, label: str) -> list[str]:
-        """The shard files that merge into one configuration's rollouts."""
+    @cached_property
+    def n_tasks(self) -> int:
+        """Tasks each repeat of a configuration runs."""
+        return count_tasks(self.experiment.input, self.experiment.limit)
+
+    def shard_files(self, label: str, rounds: int | None = None) -> list[str]:
+        """The shard files that merge into one configuration's rollouts: all of them, or those
+        of an adaptive experiment's first ``rounds`` rounds."""
         root = f"{self.pipeline.results_dir}/{self.name}/{label}/shards"
-        return [f"{root}/{name}.jsonl" for name in self.shards]
+        return [
+            f"{root}/{name}.jsonl"
+            for name, shard in self.shards.items()
+            if rounds is None or shard.round <= rounds
+        ]
+
+    def race_round_file(self, number: int) -> str:
+        """The outcome of an adaptive experiment's round ``number``."""
+        return f"{self.pipeline.results_dir}/{self.name}/{RACE_DIR}/round-{number}.json"
 
     def identity(self, label: str) -> str:
         """The hash of what shapes one configuration's rollouts (rollsweep.pipeline.identity): the

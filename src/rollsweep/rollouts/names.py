@@ -47,6 +47,9 @@ PLOT_FILES = {
 }
 #: An experiment's reproducibility manifest.
 MANIFEST_FILE = "manifest.json"
+#: An adaptive experiment's rounds: ``race/round-N.json``, and where it spent its rollouts.
+RACE_DIR = "race"
+ROLLOUTS_PER_ROUND_PNG = "rollouts_per_round.png"
 #: Columns of ``summary.csv`` a best configuration can be chosen by (``stats.metric``).
 METRICS = ("mean", "pass_at_1", "pass_at_k", "majority_at_k")
 
