@@ -1,4 +1,5 @@
-"""The pipeline on a real one-node SLURM cluster through profiles/slurm (simulated model).
+"""The pipeline on a real one-node SLURM cluster through profiles/slurm (simulated model; the
+embedded model for an adaptive race).
 
 The cluster comes from ../shared/cluster/slurm-up.sh (Debian's slurmctld/slurmd/munge): .ci/run
 brings it up before the tests and down after; when it is not running, the fixture starts it and
@@ -281,6 +282,80 @@ def test_slurm_jobs_use_workflow_servers_when_reachable(slurm_cluster, sweep_set
         "rollsweep.servers.serve"
         not in subprocess.run(["ps", "aux"], capture_output=True, text=True).stdout
     )
+
+
+def race_of(workdir: Path, experiment: str) -> list[dict]:
+    rounds = sorted((workdir / "results" / experiment / "race").glob("round-*.json"))
+    return [json.loads(path.read_text()) for path in rounds]
+
+
+@pytest.mark.embedded
+def test_adaptive_race_on_the_embedded_model_is_the_same_locally_and_in_slurm(
+    slurm_cluster, tmp_path
+):
+    """Issue 14, acceptance 3: an adaptive experiment on the real embedded model under
+    `--cores 2`, then under profiles/slurm: the same rounds, picks and rollouts, every round's
+    collection a SLURM job."""
+    tasks = write_tasks(tmp_path / "tasks.jsonl", 4)
+    stack = tmp_path / "stack.yaml"
+    stack.write_text(
+        yaml.safe_dump(
+            {
+                "head_server": {"host": "127.0.0.1", "port": free_port()},
+                # two contexts: a shard job asks SLURM for the CPUs its model keeps busy, and
+                # the test node has two
+                "model_servers": {
+                    "policy_model": {"backend": "embedded", "embedded": {"n_instances": 2}}
+                },
+                "resources_servers": {"bundled": {"verifier": "auto"}},
+                "agents": {
+                    "my_agent": {
+                        "model_server": "policy_model",
+                        "resources_server": "bundled",
+                        "max_steps": 1,
+                    }
+                },
+            }
+        )
+    )
+    config = write_config(
+        tmp_path / "config.yaml",
+        stack,
+        {
+            "race": {
+                "agent_name": "my_agent",
+                "input": str(tasks),
+                "num_samples_in_parallel": 2,
+                "grid": {"responses_create_params.temperature": [0.1, 1.5]},
+                "adaptive": {"round_repeats": [1, 1]},
+            }
+        },
+    )
+    local, cluster = tmp_path / "local", tmp_path / "cluster"
+    for workdir, profile in ((local, LOCAL), (cluster, SLURM)):
+        workdir.mkdir()
+        started = time.perf_counter()
+        result = snakemake(workdir, config, *profile)
+        assert result.returncode == 0, result.stderr[-4000:]
+        print(f"{workdir.name}: {time.perf_counter() - started:.1f} s")
+
+    rounds = race_of(local, "race")
+    assert rounds and rounds == race_of(cluster, "race")
+    assert rounds[0]["in_race"] == ["temperature~0.1", "temperature~1.5"]
+    assert rounds[-1]["stop"]
+    # every configuration's shards of every round it raced in ran as SLURM jobs
+    expected = {
+        f"race_{label}_r{state['repeats'][0]}-c0" for state in rounds for label in state["in_race"]
+    }
+    jobs = slurm_jobs(cluster)
+    assert set(jobs) == expected, jobs
+    for name, (job_id,) in jobs.items():
+        assert slurm_state(job_id) == "COMPLETED", (name, job_id)
+    assert_same_results(local, cluster, "race")
+    best = json.loads((cluster / "results" / "race" / "best_params.json").read_text())
+    assert best["race"]["rounds"] == len(rounds)
+    rows = read_rows(cluster / "results" / "race" / "temperature~0.1" / "rollouts.jsonl")
+    assert all(row["response"]["model"].startswith("SmolLM2") for row in rows)
 
 
 FAILING_VERIFIER = '''\
