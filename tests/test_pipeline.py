@@ -54,6 +54,26 @@ def snakemake(tmp_path: Path, config: Path, *extra: str) -> subprocess.Completed
     )
 
 
+def start_snakemake(workdir: Path, config: Path) -> subprocess.Popen:
+    """A Snakemake run in the background, in its own process group (to kill it whole)."""
+    return subprocess.Popen(
+        [
+            *SNAKEMAKE,
+            "-s",
+            str(REPO / "Snakefile"),
+            "--directory",
+            str(workdir),
+            "--configfile",
+            str(config),
+            "--cores",
+            "2",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
 def planned_jobs(tmp_path: Path, config: Path) -> dict[str, int]:
     result = snakemake(tmp_path, config, "-n", "--quiet", "rules")
     counts = {}

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 
 import polars as pl
 from conftest import write_tasks
-from test_pipeline import REPO, SNAKEMAKE, snakemake, write_pipeline
+from test_pipeline import snakemake, start_snakemake, write_pipeline
 
 TIMING_COLUMNS = ("mean_latency_s",)
 
@@ -44,22 +43,7 @@ def test_kill_9_mid_sweep_then_rerun_incomplete(tmp_path):
 
     crashed = sweep_config(tmp_path / "crashed")
     workdir = tmp_path / "crashed"
-    process = subprocess.Popen(
-        [
-            *SNAKEMAKE,
-            "-s",
-            str(REPO / "Snakefile"),
-            "--directory",
-            str(workdir),
-            "--configfile",
-            str(crashed),
-            "--cores",
-            "2",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    process = start_snakemake(workdir, crashed)
     # Wait until some rollouts are checkpointed, then kill the whole run (snakemake and jobs).
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -17,9 +16,9 @@ import pytest
 import yaml
 from conftest import read_rows, write_stack_config, write_tasks
 from test_faults import model_requests
-from test_pipeline import REPO, SNAKEMAKE, planned_jobs, snakemake, sweep, write_pipeline
+from test_pipeline import planned_jobs, snakemake, start_snakemake, sweep, write_pipeline
 
-from rollsweep.analysis.race import decide_round, race_level, race_outcome
+from rollsweep.analysis.race import decide_round, race_level, race_outcome, run_race
 from rollsweep.analysis.settings import AdaptiveSettings
 from rollsweep.config import load_stack_config
 from rollsweep.pipeline.config import load_pipeline_config
@@ -52,25 +51,22 @@ def race(
     rng = np.random.default_rng(seed)
     n_tasks = next(iter(success.values())).size
     collected = {label: np.zeros((n_tasks, 0)) for label in success}
-    rounds, alive = [], list(success)
-    for number, repeats in enumerate(settings.round_repeats, start=1):
+
+    def collect(number: int, alive: list[str]) -> dict[str, pl.DataFrame]:
         for label in alive:
-            collected[label] = np.hstack([collected[label], draw(rng, success[label], repeats)])
-        state = decide_round(
-            number,
-            {label: rollouts(collected[label]) for label in alive},
-            settings=settings,
-            alpha=alpha,
-            n_configs=len(success),
-            n_tasks=n_tasks,
-            previous=rounds[-1] if rounds else None,
-            seed=seed,
-            n_resamples=500,
-        )
-        rounds.append(state)
-        alive = state["alive"]
-        if state["stop"]:
-            break
+            new = draw(rng, success[label], settings.round_repeats[number - 1])
+            collected[label] = np.hstack([collected[label], new])
+        return {label: rollouts(collected[label]) for label in alive}
+
+    rounds = run_race(
+        collect,
+        list(success),
+        settings=settings,
+        n_tasks=n_tasks,
+        alpha=alpha,
+        seed=seed,
+        n_resamples=500,
+    )
     return race_outcome(
         rounds, n_configs=len(success), n_tasks=n_tasks, total_repeats=settings.total_repeats
     )
@@ -291,22 +287,7 @@ def test_race_in_the_pipeline_then_kill_9_in_round_2_and_rerun(tmp_path):
         assert model_requests(model_url) - before == spent
 
         crashed, config = workdir("crashed")
-        process = subprocess.Popen(
-            [
-                *SNAKEMAKE,
-                "-s",
-                str(REPO / "Snakefile"),
-                "--directory",
-                str(crashed),
-                "--configfile",
-                str(config),
-                "--cores",
-                "2",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        process = start_snakemake(crashed, config)
         round_1 = crashed / "results" / "race" / "race" / "round-1.json"
         deadline = time.monotonic() + 180
         in_round_2 = 0

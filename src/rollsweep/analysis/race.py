@@ -24,7 +24,7 @@ zero, approximate (over the tasks) otherwise.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import polars as pl
@@ -122,6 +122,41 @@ def decide_round(
         "stop": reason is not None,
         "reason": reason,
     }
+
+
+def run_race(
+    collect: Callable[[int, list[str]], Mapping[str, pl.DataFrame]],
+    labels: Sequence[str],
+    *,
+    settings: AdaptiveSettings,
+    n_tasks: int,
+    alpha: float,
+    **decide_settings: Any,
+) -> list[dict[str, Any]]:
+    """A whole race in one process (the pipeline runs each round as a checkpoint instead).
+
+    ``collect(round_number, alive)`` collects that round's repeats for the configurations still
+    in the race and returns every rollout so far of each (label -> frame). Returns each round's
+    outcome, the last one stopped; ``decide_settings`` go to ``decide_round``.
+    """
+    rounds: list[dict[str, Any]] = []
+    alive = list(labels)
+    for number in range(1, len(settings.round_repeats) + 1):
+        state = decide_round(
+            number,
+            collect(number, alive),
+            settings=settings,
+            alpha=alpha,
+            n_configs=len(labels),
+            n_tasks=n_tasks,
+            previous=rounds[-1] if rounds else None,
+            **decide_settings,
+        )
+        rounds.append(state)
+        if state["stop"]:
+            break
+        alive = state["alive"]
+    return rounds
 
 
 def _mean(values: pl.DataFrame) -> float | None:
