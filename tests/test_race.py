@@ -9,6 +9,7 @@ import os
 import signal
 import time
 from pathlib import Path
+from statistics import NormalDist
 
 import numpy as np
 import polars as pl
@@ -87,12 +88,12 @@ def test_a_clearly_worse_configuration_drops_and_an_equal_one_stays():
         n_configs=3,
         n_tasks=60,
     )
-    assert state["level"] == pytest.approx(0.05 / (2 * 3))
+    assert state["level"] == race_level(0.05, 3, (1, 1, 2))
     assert state["leader"] in ("a", "b")
     assert state["dropped"] == ["c"]
     assert state["alive"] == [label for label in ("a", "b", "c") if label != "c"]
     [to_c] = [c for c in state["comparisons"] if c["config"] == "c"]
-    assert to_c["p_value"] <= state["level"] < 1
+    assert to_c["p_one_sided"] <= state["level"] < 1
     assert state["rollouts"] == {"a": 60, "b": 60, "c": 60} and state["spent"] == 180
     assert state["stop"] is False and state["reason"] is None
     assert state["repeats"] == [0, 1]
@@ -158,6 +159,11 @@ def test_under_the_null_the_race_calls_best_in_at_most_alpha_of_runs():
     wrong = sum(outcome["verdict"] == "best" for outcome in null)
     assert wrong <= 0.05 * runs, wrong
     assert all(o["reason"] in ("last round", "decided") for o in null)
+    # sharper: under the null each configuration is a best one, and the race may drop a given
+    # one in at most alpha of runs
+    for label in "abcd":
+        dropped = sum(any(label in r["dropped"] for r in o["per_round"]) for o in null)
+        assert dropped <= 0.05 * runs, (label, dropped)
 
     better = np.clip(difficulty + 0.25, 0, 1)
     gap = [
@@ -168,7 +174,23 @@ def test_under_the_null_the_race_calls_best_in_at_most_alpha_of_runs():
     assert verdicts.count(("best", "b")) >= 30, verdicts
     decided = [o for o in gap if o["verdict"] == "best"]
     assert np.mean([o["spent"] / o["uniform_rollouts"] for o in decided]) < 0.8
-    assert race_level(0.05, 3, 3) == pytest.approx(0.05 / 6)
+
+
+def test_the_boundary_spends_alpha_over_the_rounds_and_rivals():
+    """One round: each of the K - 1 comparisons at alpha / (K - 1). More rounds: each look at
+    less, but at more than Bonferroni's split over the rounds (the looks are correlated)."""
+    assert race_level(0.05, 3, (1,)) == 0.025
+    for schedule in ((1, 1), (1, 1, 2), (1, 1, 1, 2, 2, 3)):
+        level = race_level(0.05, 3, schedule)
+        assert 0.025 / len(schedule) < level < 0.025
+    assert race_level(0.05, 5, (1, 1, 2)) < race_level(0.05, 3, (1, 1, 2))
+    # a random walk's crossing probability of that level, from fresh paths, is the share
+    rng = np.random.default_rng(1)
+    schedule = np.array([1, 1, 1, 2, 2, 3])
+    walks = np.cumsum(rng.standard_normal((200_000, 6)) * np.sqrt(schedule), axis=1)
+    z = walks / np.sqrt(np.cumsum(schedule))
+    boundary = NormalDist().inv_cdf(1 - race_level(0.05, 5, tuple(schedule)))
+    assert (z.max(axis=1) >= boundary).mean() == pytest.approx(0.05 / 4, rel=0.06)
 
 
 # --------------------------------------------------------------------------- the pipeline

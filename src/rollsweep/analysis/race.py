@@ -2,31 +2,41 @@
 
 Round 1 collects ``round_repeats[0]`` repeats of every task for every configuration. After each
 round the configuration with the highest metric so far (the leader) is compared with every other
-one still in the race, paired on tasks with the two-sided sign-flip test the picks use
-(``statistics.sign_flip_test``); a configuration the leader beats at the round's level drops out
-and collects no more. The race stops when one configuration is left (verdict ``best``), after
-the last pre-registered round, or when the next round would pass the rollout budget (``tie``
-among those left).
+one still in the race, paired on tasks with the sign-flip test the picks use
+(``statistics.sign_flip_test``), one-sided: is the leader better? A configuration the leader
+beats at the round's level drops out and collects no more. The race stops when one
+configuration is left (verdict ``best``), after the last pre-registered round, or when the next
+round would pass the rollout budget (``tie`` among those left).
 
 Why the verdict stays valid although the data decide what is collected next: the error that
 matters is dropping the truly best configuration b (a ``best`` verdict under the null, or a
-wrong one, needs it). That happens only if, at some round r, the test of some j against b
-rejects. At round r both have collected the same fixed repeats of every task, so that test sees
-the data a fixed design would, and rejects with probability at most the round's level. There
-are at most R rounds and K - 1 possible j, so testing each at ``alpha / ((K - 1) * R)`` keeps the
-chance of ever dropping b at most ``alpha`` (Bonferroni's union bound over a pre-registered
-group-sequential design: Jennison & Turnbull, "Group Sequential Methods with Applications to
-Clinical Trials", 2000, ch. 1; racing as in Maron & Moore, "Hoeffding races", NIPS 1993). The
-per-test guarantee is the sign-flip test's own: exact for per-task differences symmetric about
-zero, approximate (over the tasks) otherwise.
+wrong one, needs it). That happens only if, at some round, the one-sided test of some j against
+b rejects in j's favour. While both are in the race they have collected the same fixed repeats
+of every task, so the sequence of that test's statistics over the rounds is the one a fixed
+group-sequential design would see. Each such sequence is held to ``alpha / (K - 1)`` over all
+its looks by a constant (Pocock-type) boundary for the pre-registered schedule, and a union
+bound over the K - 1 possible j keeps the chance of ever dropping b at most ``alpha``.
+
+The boundary (``race_level``): the nominal one-sided level at which each look stops, such that
+a standardized random walk observed after each round's cumulative repeats crosses it with
+probability ``alpha / (K - 1)`` (Pocock, "Group sequential methods in the design and analysis
+of clinical trials", Biometrika 1977; unequal looks as in Jennison & Turnbull, "Group
+Sequential Methods with Applications to Clinical Trials", 2000, ch. 2-3; racing as in Maron &
+Moore, "Hoeffding races", NIPS 1993). Under the null of equal configurations the per-task
+differences have a variance that shrinks as 1/repeats, so the information grows with the
+cumulative repeats; per-task interactions that do not shrink make the looks more correlated,
+which only lowers the true error. The per-look guarantee is the sign-flip test's own: exact for
+per-task differences symmetric about zero, approximate (over the tasks) otherwise.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
+from functools import lru_cache
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from rollsweep.analysis.configs import ConfigRollouts
@@ -36,18 +46,36 @@ from rollsweep.analysis.statistics import sign_flip_test
 
 METHOD = (
     "racing: after each round the leader is compared with each other configuration in the race "
-    "(two-sided paired sign-flip test over tasks) at alpha / ((configurations - 1) x rounds), a "
-    "Bonferroni split over a pre-registered number of rounds; beaten configurations drop out"
+    "(one-sided paired sign-flip test over tasks) at a constant Pocock-type level for the "
+    "pre-registered rounds that holds each comparison to alpha / (configurations - 1); beaten "
+    "configurations drop out"
 )
 #: Metrics the race can rank by: each is a per-task mean over repeats.
 RACE_METRICS = ("mean", "pass_at_1")
 #: Monte Carlo resamples per unit of 1 / level, so a p-value can fall well below the level.
 RESAMPLES_PER_LEVEL = 20
+#: Random walks that place the boundary (its crossing probability within about 2 %).
+BOUNDARY_PATHS = 400_000
 
 
-def race_level(alpha: float, n_configs: int, n_rounds: int) -> float:
-    """The level of each test of each round."""
-    return alpha / (max(n_configs - 1, 1) * n_rounds)
+@lru_cache(maxsize=64)
+def race_level(alpha: float, n_configs: int, round_repeats: tuple[int, ...]) -> float:
+    """The one-sided level of each test of each round of a race with this schedule.
+
+    A constant boundary c on the standardized statistic after each round's cumulative repeats,
+    crossed at some round with probability ``alpha / (n_configs - 1)`` by a random walk (the
+    null); the level is the normal tail beyond c. One round: that share of alpha itself.
+    """
+    share = alpha / max(n_configs - 1, 1)
+    if len(round_repeats) == 1:
+        return share
+    rng = np.random.default_rng(0)  # fixed: the same schedule always gets the same boundary
+    steps = rng.standard_normal((BOUNDARY_PATHS, len(round_repeats)))
+    steps *= np.sqrt(np.asarray(round_repeats, dtype=np.float64))
+    information = np.cumsum(round_repeats, dtype=np.float64)
+    peaks = (np.cumsum(steps, axis=1) / np.sqrt(information)).max(axis=1)
+    boundary = float(np.quantile(peaks, 1 - share))
+    return 0.5 * math.erfc(boundary / math.sqrt(2))
 
 
 def decide_round(
@@ -75,7 +103,7 @@ def decide_round(
     rounds = len(settings.round_repeats)
     if not 1 <= round_number <= rounds:
         raise ValueError(f"round {round_number} of a race of {rounds} rounds")
-    level = race_level(alpha, n_configs, rounds)
+    level = race_level(alpha, n_configs, tuple(settings.round_repeats))
     values = {
         label: task_values(frame, metric, success_threshold) for label, frame in rollouts.items()
     }
@@ -174,13 +202,16 @@ def _compare(
     paired = leader.join(other, on="task_index", how="inner", suffix="_other")
     differences = (paired.get_column("value") - paired.get_column("value_other")).to_numpy()
     if not differences.size:
-        return {"config": label, "estimate": None, "p_value": 1.0, "dropped": False}
-    p_value = sign_flip_test(differences, n_resamples=resamples, seed=seed)
+        return {"config": label, "estimate": None, "p_one_sided": 1.0, "dropped": False}
     estimate = float(differences.mean())
+    # the sign-flip distribution is symmetric: the leader's side holds half the two-sided p
+    p_value = sign_flip_test(differences, n_resamples=resamples, seed=seed) / 2
+    if estimate <= 0:
+        p_value = 1 - p_value
     return {
         "config": label,
         "estimate": estimate,
-        "p_value": p_value,
+        "p_one_sided": p_value,
         "dropped": bool(estimate > 0 and p_value <= level),
     }
 
