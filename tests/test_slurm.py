@@ -295,18 +295,14 @@ def test_adaptive_race_on_the_embedded_model_is_the_same_locally_and_in_slurm(
 ):
     """Issue 14, acceptance 3: an adaptive experiment on the real embedded model under
     `--cores 2`, then under profiles/slurm: the same rounds, picks and rollouts, every round's
-    collection a SLURM job."""
+    collection a SLURM job, every round's decision on the submit host."""
     tasks = write_tasks(tmp_path / "tasks.jsonl", 4)
     stack = tmp_path / "stack.yaml"
     stack.write_text(
         yaml.safe_dump(
             {
                 "head_server": {"host": "127.0.0.1", "port": free_port()},
-                # two contexts: a shard job asks SLURM for the CPUs its model keeps busy, and
-                # the test node has two
-                "model_servers": {
-                    "policy_model": {"backend": "embedded", "embedded": {"n_instances": 2}}
-                },
+                "model_servers": {"policy_model": {"backend": "embedded"}},
                 "resources_servers": {"bundled": {"verifier": "auto"}},
                 "agents": {
                     "my_agent": {
@@ -332,7 +328,10 @@ def test_adaptive_race_on_the_embedded_model_is_the_same_locally_and_in_slurm(
         },
     )
     local, cluster = tmp_path / "local", tmp_path / "cluster"
-    for workdir, profile in ((local, LOCAL), (cluster, SLURM)):
+    # the SLURM jobs use the workflow's embedded model on the submit host (one model load, not
+    # one per job: the test node has two CPUs, and a job that starts its own model asks for all)
+    on_slurm = [*SLURM, "--config", "start_servers=True"]
+    for workdir, profile in ((local, LOCAL), (cluster, on_slurm)):
         workdir.mkdir()
         started = time.perf_counter()
         result = snakemake(workdir, config, *profile)
