@@ -6,10 +6,12 @@ a single ``llama_decode``. A worker thread owns each context; callers wait on fu
 dispatcher spreads the requests evenly over the contexts.
 
 Why a request's text depends only on the request and its seed: llama.cpp's CPU kernels compute
-a token's rows the same way whatever else is in its batch, with one exception that matters
-here. Attention over a run of two or more query tokens of one sequence goes through tinyBLAS
-(llamafile's sgemm), and over a lone token through ggml's dot products, which add in another
-order. So the schedule is:
+a token's rows the same way whatever else is in its batch, with two exceptions. A batch that
+mixes a run of one sequence's tokens with other sequences' tokens is split into ubatches of
+equally many tokens per sequence, which changes the run's numbers. And attention over a lone
+query token of a sequence goes through ggml's dot products, over two or more through tinyBLAS
+(llamafile's sgemm), which may add in another order (they agree bit for bit on the AVX2 CPU
+of ``benchmarks/embedded_numerics.py``; the schedule does not rely on it). So:
 
 - a prompt's last token and every sampled token go one per sequence into the decode step;
 - the rest of the prompt (its "chunked part", ``prompt[:-1]``) goes in runs of two or more
