@@ -1,10 +1,11 @@
 """The embedded model's prompt cache: the same sweep prompts with the cache on and off.
 
-    python benchmarks/prompt_cache.py [--tasks 4] [--repeats 4] [--max-tokens 48]
+    python benchmarks/prompt_cache.py [--tasks 4] [--repeats 4] [--max-tokens 48] [--contexts 1]
 
 The first ``--tasks`` prompts of data/sweep_tasks.jsonl, each ``--repeats`` times with its own
-seed (as a sweep sends them), through one batched context: all submitted together, then one
-by one. On and off alternate in one run; the texts must be identical.
+seed (as a sweep sends them), through ``--contexts`` batched contexts: all submitted together,
+then one by one. On and off alternate in one run; the texts must be identical. With several
+contexts, ``restored_prompt_tokens`` counts what came from the prompt store that they share.
 """
 
 from __future__ import annotations
@@ -26,9 +27,11 @@ from rollsweep.servers.backends.batched import BatchedRuntime
 TASKS = DEFAULT_STACK_CONFIG.parents[1] / "data" / "sweep_tasks.jsonl"
 
 
-def run(jobs: list[tuple[list, int]], *, prompt_cache: bool, max_tokens: int) -> dict:
+def run(
+    jobs: list[tuple[list, int]], *, prompt_cache: bool, max_tokens: int, contexts: int
+) -> dict:
     settings = EmbeddedSettings(n_parallel=4, n_threads=1, n_batch=256, prompt_cache=prompt_cache)
-    runtime = BatchedRuntime(default_model_path(), settings, n_contexts=1)
+    runtime = BatchedRuntime(default_model_path(), settings, n_contexts=contexts)
     options = {"max_tokens": max_tokens, "temperature": 1.0, "top_p": 1.0, "stop": None}
     try:
         start = time.perf_counter()
@@ -44,6 +47,7 @@ def run(jobs: list[tuple[list, int]], *, prompt_cache: bool, max_tokens: int) ->
         "together_s": round(middle - start, 2),
         "one_by_one_s": round(end - middle, 2),
         "reused_prompt_tokens": runtime.reused_prompt_tokens,
+        "restored_prompt_tokens": sum(engine.restored_tokens for engine in runtime.engines),
         "prompt_tokens": sum(r["usage"]["prompt_tokens"] for r in together + alone),
         "texts_sha256": hashlib.sha256(json.dumps(texts).encode()).hexdigest()[:16],
     }
@@ -54,6 +58,7 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=4)
     parser.add_argument("--max-tokens", type=int, default=48)
+    parser.add_argument("--contexts", type=int, default=1)
     args = parser.parse_args()
     rows = [json.loads(line) for line in TASKS.read_text().splitlines()[: args.tasks]]
     jobs = [
@@ -63,7 +68,9 @@ def main() -> None:
     ]
     runs = {}
     for label, cache in (("off", False), ("on", True), ("off_again", False), ("on_again", True)):
-        runs[label] = run(jobs, prompt_cache=cache, max_tokens=args.max_tokens)
+        runs[label] = run(
+            jobs, prompt_cache=cache, max_tokens=args.max_tokens, contexts=args.contexts
+        )
         print(label, runs[label], flush=True)
     identical = len({r["texts_sha256"] for r in runs.values()}) == 1
     ratio = {

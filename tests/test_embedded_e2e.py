@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
+from typing import Any
 
 import pytest
 from conftest import read_rows, run_cli
@@ -163,3 +164,53 @@ def test_the_prompt_cache_changes_no_text():
     assert warm == cold
     assert warm[: len(bodies)] == warm[len(bodies) :]  # together or one by one
     assert len(set(warm[: len(bodies)])) == len(bodies)  # the seeds still differ
+
+
+def test_the_saved_prompts_serve_every_context_with_the_same_text():
+    """The prompt store is shared: a prompt (or a prefix of it) computed in one context is
+    restored into a sequence of another, and the text is the same as computed from scratch in a
+    single context — whichever context serves a request, and whatever prefix it restores."""
+    from rollsweep.config import EmbeddedSettings
+    from rollsweep.servers.backends.embedded import EmbeddedBackend
+
+    shared = "You are a careful assistant. Answer in one short sentence. " * 3
+    questions = ["What is the capital of France?", "Why is the sky blue?", "Name a fish."]
+    bodies = [
+        {
+            "input": [{"role": "user", "content": shared + question}],
+            "max_output_tokens": 16,
+            "temperature": 0.0 if repeat == 0 else 1.0,
+            "seed": 100 * repeat + index,
+        }
+        for repeat in range(4)
+        for index, question in enumerate(questions)
+    ]
+
+    def serve(settings: EmbeddedSettings, orders: list[list[int]]) -> tuple[list[str], Any]:
+        backend = EmbeddedBackend(settings)
+
+        async def run() -> list[str]:
+            try:
+                texts = []
+                for order in orders:
+                    answers = await asyncio.gather(*(backend.respond(bodies[i]) for i in order))
+                    by_body = dict(zip(order, answers, strict=True))
+                    texts += [json.dumps(by_body[i]["output"]) for i in sorted(order)]
+                return texts
+            finally:
+                await backend.aclose()
+
+        return asyncio.run(run()), backend._runtime
+
+    everything = list(range(len(bodies)))
+    orders = [everything, everything[::-1], *([i] for i in everything)]
+    reference, _ = serve(
+        EmbeddedSettings(n_instances=1, n_parallel=1, n_batch=16, prompt_cache=False), orders
+    )
+    texts, runtime = serve(
+        EmbeddedSettings(n_instances=2, n_parallel=2, n_batch=16, prompt_cache_mb=64), orders
+    )
+    assert texts == reference
+    assert len(runtime.store) > 0
+    # every context took prompts from the store, not only from its own sequences
+    assert all(engine.restored_tokens > 0 for engine in runtime.engines)

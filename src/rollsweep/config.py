@@ -51,9 +51,12 @@ class EmbeddedSettings(StrictModel):
     n_batch: int = Field(default=256, gt=0)
     #: llama.cpp's flash attention (off by default: the releases' texts were made without it)
     flash_attn: bool = False
-    #: reuse the computed chunks of a prompt already in the context (a sweep repeats each
-    #: prompt with other seeds and temperatures); the text is the same either way
+    #: reuse the computed prefix of a prompt (a sweep repeats each prompt with other seeds and
+    #: temperatures, and all share the chat template's header); the text is the same either way
     prompt_cache: bool = True
+    #: the prompt store's bound in MiB: computed prompt prefixes saved as KV states that any
+    #: context may restore (0: each context reuses only what its own sequences hold)
+    prompt_cache_mb: int = Field(default=256, ge=0)
 
     def contexts(self, cpus: int) -> int:
         """Contexts for a budget of ``cpus`` CPUs: ``n_instances`` when set, else as many as

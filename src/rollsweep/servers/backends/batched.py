@@ -1,24 +1,39 @@
-"""Continuous batching over one llama.cpp context, as llama.cpp's own server does it.
+"""Continuous batching over llama.cpp contexts, as llama.cpp's own server does it.
 
 Several requests share one context: each has its own sequence (a KV cache stream of its own)
 and its own seeded sampler chain, and every step decodes one token for each running request in
-a single ``llama_decode``. A worker thread owns the context; callers wait on futures.
+a single ``llama_decode``. A worker thread owns each context; callers wait on futures, and a
+dispatcher spreads the requests evenly over the contexts.
 
-A prompt is computed in two parts: all but its last token in chunks of ``n_batch`` from its
-start, alone in their decode calls, then its last token as one row of a decode step (that row
-gives the logits of the first sampled token). Since a chunk's numbers depend only on the tokens
-up to it and on its length, a request may take the chunks it shares with a prompt already
-computed in any sequence of its context (a sweep sends the same prompt many times, with other
-seeds and temperatures): the same prompt, or whole chunks of a common prefix. The text is then
-the same as if the request had computed everything itself.
+Why a request's text depends only on the request and its seed: llama.cpp's CPU kernels compute
+a token's rows the same way whatever else is in its batch, with two exceptions. A batch that
+mixes a run of one sequence's tokens with other sequences' tokens is split into ubatches of
+equally many tokens per sequence, which changes the run's numbers. And attention over a lone
+query token of a sequence goes through ggml's dot products, over two or more through tinyBLAS
+(llamafile's sgemm), which may add in another order (they agree bit for bit on the AVX2 CPU
+of ``benchmarks/embedded_numerics.py``; the schedule does not rely on it). So:
+
+- a prompt's last token and every sampled token go one per sequence into the decode step;
+- the rest of the prompt (its "chunked part", ``prompt[:-1]``) goes in runs of two or more
+  tokens of its sequence alone, at most ``n_batch`` a run. Where the runs start does not change
+  the numbers, so a request may take any prefix of its chunked part that its sequence still
+  holds or that the :class:`PromptStore` saved, from any context, and compute only the rest —
+  never as a run of one token (it then recomputes one token of the prefix with it);
+- earlier releases cut the chunked part into ``n_batch`` chunks from its start, which leaves a
+  lone last token when its length is one more than a multiple of ``n_batch``: that token stays a
+  run of its own, and is shared only with the very same chunked part, so texts match theirs;
+- a stream holds one sequence, and is emptied, cut from its end or restored from position 0,
+  so its cells stay in position order: attention adds over cells in cell order.
 """
 
 from __future__ import annotations
 
-import queue
+import ctypes
+import itertools
 import random
 import threading
 import time
+from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +46,7 @@ from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from rollsweep.config import EmbeddedSettings
 from rollsweep.servers.backends.base import PromptTooLong
+from rollsweep.servers.backends.prompt_store import PromptStore, StoredPrompt, common_prefix
 
 #: llama-cpp-python's chat completion defaults, kept so the text matches what its
 #: ``create_chat_completion`` sampled before (temperature and top_p come from the request).
@@ -40,6 +56,25 @@ TYPICAL_P = 1.0
 #: the seed llama-cpp-python derives when a request names none (a fixed value, so an unseeded
 #: request is still a pure function of its body)
 UNSEEDED = random.Random(lc.LLAMA_DEFAULT_SEED).randint(0, 2**32)
+#: the smallest ``n_batch`` used: runs are cut so that none has one token, which needs room for
+#: a run one shorter than ``n_batch`` that still has two
+MIN_BATCH = 4
+
+
+def shareable(chunked: int, n_batch: int) -> int:
+    """How much of a chunked part of ``chunked`` tokens is computed in runs of two or more:
+    all of it, but a last token that the schedule of earlier releases left alone."""
+    return chunked - 1 if chunked % n_batch == 1 else chunked
+
+
+def runs(start: int, end: int, n_batch: int) -> list[tuple[int, int]]:
+    """``[start, end)`` cut into runs of at most ``n_batch`` tokens, none of one token
+    (``end - start`` must not be 1): ``n_batch`` each from ``start``, the one before a one-token
+    rest giving it a token."""
+    bounds = [*range(start, end, n_batch), end]
+    if len(bounds) > 2 and bounds[-1] - bounds[-2] == 1:
+        bounds[-2] -= 1
+    return [(a, b) for a, b in itertools.pairwise(bounds) if b > a]
 
 
 @dataclass
@@ -58,26 +93,24 @@ class _Slot:
     seq: int
     job: _Job | None = None
     sampler: Any = None
-    fed: int = 0  # prompt tokens already in the KV cache
+    runs: list[tuple[int, int]] = field(default_factory=list)  # prompt runs still to compute
     pos: int = 0
     last: int | None = None  # sampled token not yet decoded
+    prompt_done: bool = False  # the prompt's last token has been decoded
     out: list[int] = field(default_factory=list)
     batch_index: int = -1  # where this slot's logits are in the current batch
-    #: the chunked part of the prompt whose KV this sequence holds (valid up to ``fed``), kept
-    #: after the request ends so that a later one may reuse it
-    chunked: list[int] = field(default_factory=list)
+    #: the shareable part of a chunked prompt whose KV this sequence holds at positions
+    #: 0 … len - 1, kept after the request ends so that the next one may take a prefix of it
+    held: list[int] = field(default_factory=list)
+    #: the whole chunked part, lone last token included, once this sequence holds it
+    held_whole: list[int] | None = None
 
-    def reusable(self, chunked: list[int], n_batch: int) -> int:
-        """How many leading tokens of ``chunked`` this sequence's KV holds, computed in the
-        very chunks that ``chunked`` would be computed in."""
-        held = min(self.fed, len(self.chunked))
-        if held == len(self.chunked) == len(chunked) and self.chunked == chunked:
-            return held  # the same prompt: every chunk, the last short one included
-        common = 0
-        limit = min(held, len(chunked))
-        while common < limit and self.chunked[common] == chunked[common]:
-            common += 1
-        return common // n_batch * n_batch  # whole chunks only
+    def reusable(self, chunked: list[int], share: int) -> int:
+        """How many leading tokens of ``chunked`` this sequence's KV holds as it would compute
+        them (before cutting the rest into runs)."""
+        if self.held_whole is not None and self.held_whole == chunked:
+            return len(chunked)
+        return common_prefix(self.held, chunked[:share])
 
 
 def _sampler(temperature: float, top_p: float, seed: int) -> Any:
@@ -95,19 +128,68 @@ def _sampler(temperature: float, top_p: float, seed: int) -> Any:
     return sampler
 
 
+class _Dispatcher:
+    """The requests waiting for a sequence, handed to the contexts so that each runs as many
+    as the others (a context decodes its requests on one core; two requests on one context
+    and none on another would leave a core idle)."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.pending: deque[_Job] = deque()
+        self.engines: list[BatchedEngine] = []
+        self.closing = False
+
+    def put(self, job: _Job) -> None:
+        with self.cond:
+            self.pending.append(job)
+            self.cond.notify_all()
+
+    def take(self, engine: BatchedEngine, *, block: bool) -> _Job | None:
+        """The next request for ``engine`` (which has a free sequence), or None: when closing,
+        when nothing waits, or when another context with a free sequence runs fewer
+        requests (it takes this one at its next step)."""
+        with self.cond:
+            while not self.closing:
+                fewest = min(e.load for e in self.engines if e.load < len(e.slots))
+                if self.pending and engine.load <= fewest:
+                    engine.load += 1
+                    return self.pending.popleft()
+                if not block:
+                    return None
+                self.cond.wait()
+            return None
+
+    def done(self, engine: BatchedEngine) -> None:
+        with self.cond:
+            engine.load -= 1
+            self.cond.notify_all()
+
+    def close(self) -> list[_Job]:
+        """Stop handing out requests; the ones still waiting are returned to be failed."""
+        with self.cond:
+            self.closing = True
+            left, self.pending = list(self.pending), deque()
+            self.cond.notify_all()
+        return left
+
+
 class BatchedEngine:
     """One llama.cpp context decoding up to ``n_parallel`` requests together."""
 
     def __init__(
         self,
         model: internals.LlamaModel,
-        jobs: queue.SimpleQueue[_Job | None],
+        dispatcher: _Dispatcher,
+        store: PromptStore,
         settings: EmbeddedSettings,
     ) -> None:
         self.model = model
-        self.n_batch = max(settings.n_batch, settings.n_parallel)
+        self.n_batch = max(settings.n_batch, settings.n_parallel, MIN_BATCH)
         self.prompt_cache = settings.prompt_cache
+        self.store = store
         self.reused_tokens = 0  # prompt tokens taken from the cache, for benchmarks
+        self.restored_tokens = 0  # of those, tokens restored from the prompt store
+        self.load = 0  # requests running or admitted (the dispatcher's count)
         params = lc.llama_context_default_params()
         params.n_ctx = settings.n_ctx * settings.n_parallel
         params.n_batch = self.n_batch
@@ -126,61 +208,93 @@ class BatchedEngine:
         self.memory = lc.llama_get_memory(self.ctx.ctx)
         self.batch = lc.llama_batch_init(self.n_batch, 0, 1)
         self.slots = [_Slot(seq=i) for i in range(settings.n_parallel)]
-        self.jobs = jobs
-        self.closing = threading.Event()
+        self.dispatcher = dispatcher
         self.thread = threading.Thread(target=self._loop, name="llama-batched", daemon=True)
+
+    def start(self) -> None:
         self.thread.start()
 
     def close(self) -> None:
-        """Free the context (after the runtime has told the thread to stop)."""
+        """Free the context (after the dispatcher has told the thread to stop)."""
         self.thread.join()
         lc.llama_batch_free(self.batch)
         self.ctx.close()
 
     # -- the worker thread -------------------------------------------------------------------
 
-    def _admit(self, slot: _Slot, job: _Job) -> None:
+    def _save(self, slot: _Slot) -> None:
+        """Put the sequence's KV into the prompt store (it holds exactly ``slot.held``)."""
+        if not self.store.enabled or len(slot.held) < 2 or self.store.has(slot.held):
+            return
+        size = lc.llama_state_seq_get_size(self.ctx.ctx, slot.seq)
+        buffer = (ctypes.c_uint8 * size)()
+        written = lc.llama_state_seq_get_data(self.ctx.ctx, buffer, size, slot.seq)
+        self.store.put(slot.held, bytes(buffer)[:written])
+
+    def _restore(self, slot: _Slot, entry: StoredPrompt) -> None:
+        state = entry.state
+        pointer = ctypes.cast(ctypes.c_char_p(state), ctypes.POINTER(ctypes.c_uint8))
+        if lc.llama_state_seq_set_data(self.ctx.ctx, pointer, len(state), slot.seq) == 0:
+            raise RuntimeError("llama_state_seq_set_data failed")
+
+    def _admit(self, job: _Job) -> None:
+        """Put ``job`` on the free sequence that holds most of its prompt, and start it from
+        the longest computed prefix: that sequence's own, or one from the prompt store."""
         chunked = job.prompt[:-1]
-        reuse, source = 0, slot
+        share = shareable(len(chunked), self.n_batch)
+        free = [slot for slot in self.slots if slot.job is None]
+        slot, reuse = free[0], 0
+        entry: StoredPrompt | None = None
         if self.prompt_cache:
-            # prefer this slot's own cache (no copy) when another holds no more
-            for other in [slot, *self.slots]:
-                length = other.reusable(chunked, self.n_batch)
+            for candidate in free:
+                length = candidate.reusable(chunked, share)
                 if length > reuse:
-                    reuse, source = length, other
-        if source is not slot:
-            # streams are separate buffers: llama.cpp copies the whole stream before the next
-            # decode, and the cells past the shared prompt are dropped just below
-            lc.llama_memory_seq_cp(self.memory, source.seq, slot.seq, -1, -1)
+                    slot, reuse = candidate, length
+            if self.store.enabled and reuse < share:
+                length, found = self.store.best(chunked[:share])
+                if length > reuse:
+                    reuse, entry = length, found
+        if reuse < len(chunked) and share - reuse == 1:
+            reuse -= 1  # one token left would be a run of its own: compute it again
+        if entry is not None:
+            slot.held, slot.held_whole = [], None  # the restore replaces what it held
+            self._restore(slot, entry)
+            self.restored_tokens += reuse
         lc.llama_memory_seq_rm(self.memory, slot.seq, reuse if reuse else -1, -1)
-        slot.job, slot.fed, slot.pos, slot.last, slot.out = job, reuse, reuse, None, []
-        slot.chunked = chunked
+        if reuse < len(chunked):
+            slot.held, slot.held_whole = chunked[:reuse], None
+        slot.runs = runs(reuse, share, self.n_batch) if reuse < share else []
+        if share < len(chunked) and reuse < len(chunked):
+            slot.runs.append((share, len(chunked)))  # the lone last token of earlier releases
+        slot.job, slot.pos, slot.last, slot.out, slot.prompt_done = job, reuse, None, [], False
         slot.sampler = _sampler(job.temperature, job.top_p, job.seed)
         self.reused_tokens += reuse
+        if reuse == share and not slot.runs:  # the sequence holds exactly the shareable part
+            self._save(slot)
 
     def _finish(self, slot: _Slot, result: dict[str, Any] | Exception) -> None:
         job = slot.job
         assert job is not None
-        slot.job, slot.sampler = None, None
+        slot.job, slot.sampler, slot.runs = None, None, []
+        self.dispatcher.done(self)
         if isinstance(result, Exception):
             job.future.set_exception(result)
         else:
             job.future.set_result(result)
 
     def _loop(self) -> None:
-        while not self.closing.is_set():
-            # take work only for free slots (another context may take the rest); block when idle
-            for slot in self.slots:
-                if slot.job is not None:
-                    continue
-                idle = not any(s.job for s in self.slots)
+        while not self.dispatcher.closing:
+            # take work only for free sequences; block when idle
+            while any(slot.job is None for slot in self.slots):
+                idle = all(slot.job is None for slot in self.slots)
+                job = self.dispatcher.take(self, block=idle)
+                if job is None:
+                    break
                 try:
-                    job = self.jobs.get(block=idle)
-                except queue.Empty:
-                    break
-                if job is None:  # the runtime is closing
-                    break
-                self._admit(slot, job)
+                    self._admit(job)
+                except Exception as error:  # a failed restore fails its request only
+                    self.dispatcher.done(self)
+                    job.future.set_exception(error)
             try:
                 self._step()
             except Exception as error:  # a failed decode fails the requests in it, not the server
@@ -191,6 +305,7 @@ class BatchedEngine:
         for slot in self.slots:
             if slot.job is not None:
                 self._finish(slot, error)
+            slot.held, slot.held_whole = [], None  # what a failed decode left is unknown
 
     def _step(self) -> None:
         batch, n = self.batch, 0
@@ -207,28 +322,27 @@ class BatchedEngine:
             slot.pos += 1
             n += 1
 
-        # A prompt's chunks are fed alone, in chunks of n_batch from its start, and a decode
-        # step carries one token per running request (a prompt's last token among them) and
-        # nothing else. llama.cpp's CPU kernels pick their path by the shape of what they are
-        # given (tiled attention for long query runs, how a mixed batch splits into ubatches),
-        # so mixing a prompt with other requests' tokens changes its numbers; this schedule
-        # gives every request's rows the same shapes whatever else runs, hence the same text.
+        # A prompt run goes alone in its decode call, and a decode step carries one token per
+        # running request and nothing else: with several sequences llama.cpp splits a batch
+        # into ubatches of equally many tokens per sequence, which would cut a run into a
+        # one-token piece whose numbers differ (see the module docstring).
         for slot in self.slots:
             slot.batch_index = -1
-        prefilling = [s for s in self.slots if s.job is not None and s.fed < len(s.chunked)]
-        if prefilling:
-            slot = prefilling[0]
-            take = min(len(slot.chunked) - slot.fed, self.n_batch)
-            for i in range(slot.fed, slot.fed + take):
-                add(slot, slot.chunked[i], False)
-            slot.fed += take
+        prefilling = next((s for s in self.slots if s.job is not None and s.runs), None)
+        if prefilling is not None:
+            slot = prefilling
+            job = slot.job
+            assert job is not None
+            start, end = slot.runs.pop(0)
+            for i in range(start, end):
+                add(slot, job.prompt[i], False)
         else:
             for slot in self.slots:
                 if slot.job is None:
                     continue
-                if slot.fed < len(slot.job.prompt):  # the prompt's last token
+                if not slot.prompt_done:  # the prompt's last token
                     add(slot, slot.job.prompt[-1], True)
-                    slot.fed += 1
+                    slot.prompt_done = True
                 elif slot.last is not None:
                     add(slot, slot.last, True)
         if n == 0:
@@ -237,9 +351,24 @@ class BatchedEngine:
         status = lc.llama_decode(self.ctx.ctx, batch)
         if status != 0:
             raise RuntimeError(f"llama_decode failed with status {status}")
+        if prefilling is not None:
+            self._prefilled(prefilling)
+            return
         for slot in self.slots:
             if slot.batch_index >= 0:
                 self._sample(slot)
+
+    def _prefilled(self, slot: _Slot) -> None:
+        """Note what the sequence now holds after a prompt run; save a finished prompt."""
+        job = slot.job
+        assert job is not None
+        chunked = job.prompt[:-1]
+        share = shareable(len(chunked), self.n_batch)
+        if slot.pos == share:
+            slot.held = chunked[:share]
+            self._save(slot)
+        if slot.pos == len(chunked):
+            slot.held_whole = chunked
 
     def _sample(self, slot: _Slot) -> None:
         job = slot.job
@@ -282,7 +411,8 @@ class BatchedEngine:
 
 
 class BatchedRuntime:
-    """The model, its chat template and one or more batched contexts over it."""
+    """The model, its chat template, one or more batched contexts over it and the prompt
+    store they share."""
 
     def __init__(
         self,
@@ -306,8 +436,15 @@ class BatchedRuntime:
             stop_token_ids=[eos],
         )
         self.n_ctx = settings.n_ctx
-        self.jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self.engines = [BatchedEngine(self.model, self.jobs, settings) for _ in range(n_contexts)]
+        self.store = PromptStore(settings.prompt_cache_mb * 2**20 if settings.prompt_cache else 0)
+        self.dispatcher = _Dispatcher()
+        self.engines = [
+            BatchedEngine(self.model, self.dispatcher, self.store, settings)
+            for _ in range(n_contexts)
+        ]
+        self.dispatcher.engines = self.engines
+        for engine in self.engines:
+            engine.start()
 
     @property
     def reused_prompt_tokens(self) -> int:
@@ -344,14 +481,13 @@ class BatchedRuntime:
             top_p=top_p,
             seed=UNSEEDED if seed is None else seed,
         )
-        self.jobs.put(job)
+        self.dispatcher.put(job)
         return job.future
 
     def close(self) -> None:
-        """Stop at the next step: running requests fail, idle threads wake on a None job."""
-        for engine in self.engines:
-            engine.closing.set()
-            self.jobs.put(None)
+        """Stop at the next step: running and waiting requests fail, idle threads wake."""
+        for job in self.dispatcher.close():
+            job.future.set_exception(RuntimeError("the model server is closing"))
         for engine in self.engines:
             engine.close()
         self.model.close()
