@@ -11,6 +11,9 @@ scenario: how often the verdict is ``best``, and how often ``best`` names a wron
 Then the advice: a pilot sweep with 2 repeats names the repeats that would detect the gap, and
 sweeps run with that many repeats show how often the verdict is then decided.
 
+Two null rows add task interactions: each configuration's chance on each task also moves by a
+shift uniform in +-0.15 that averages to zero over its tasks (equal means, different strengths).
+
 Adaptive sweeps (the default schedule, rounds of 1, 1, 1, 2, 2, 3 repeats) run under the null, with
 the same single gap, and on a temperature curve (9 configurations, the best 0.10 above its two
 neighbours, the rest falling off by 0.10 a step). For each, uniform grids with more and more
@@ -64,25 +67,45 @@ def config_rollouts(temperature: float, rewards: np.ndarray) -> ConfigRollouts:
     return ConfigRollouts({"temperature": temperature}, frame)
 
 
-def chances(rng: np.random.Generator, tasks: int, effects: list[float]) -> np.ndarray:
-    """Success chance per (configuration, task): a task's difficulty shifted by the effect."""
+def chances(
+    rng: np.random.Generator, tasks: int, effects: list[float], interaction: float = 0.0
+) -> np.ndarray:
+    """Success chance per (configuration, task): a task's difficulty shifted by the effect and,
+    with ``interaction``, by a per-(configuration, task) shift uniform in +-interaction that
+    averages to zero over each configuration's tasks (equal means, different tasks)."""
     difficulty = rng.uniform(0.1, 0.9, size=tasks)
-    return np.clip(difficulty[None, :] + np.asarray(effects)[:, None], 0.0, 1.0)
+    chance = difficulty[None, :] + np.asarray(effects)[:, None]
+    if interaction:  # (no draw without it: the other scenarios keep their random streams)
+        shift = rng.uniform(-interaction, interaction, size=(len(effects), tasks))
+        chance += shift - shift.mean(axis=1, keepdims=True)
+    return np.clip(chance, 0.0, 1.0)
 
 
-def sweep(rng: np.random.Generator, tasks: int, repeats: int, effects: list[float]) -> list:
+def sweep(
+    rng: np.random.Generator,
+    tasks: int,
+    repeats: int,
+    effects: list[float],
+    interaction: float = 0.0,
+) -> list:
     """One synthetic uniform sweep: a ConfigRollouts per configuration."""
-    chance = chances(rng, tasks, effects)
+    chance = chances(rng, tasks, effects, interaction)
     return [
         config_rollouts(temperature, (rng.random((tasks, repeats)) < row[:, None]).astype(float))
         for temperature, row in zip(temperatures(len(effects)), chance, strict=True)
     ]
 
 
-def race(rng: np.random.Generator, tasks: int, effects: list[float], seed: int) -> dict:
+def race(
+    rng: np.random.Generator,
+    tasks: int,
+    effects: list[float],
+    seed: int,
+    interaction: float = 0.0,
+) -> dict:
     """One synthetic adaptive sweep, round by round through the pipeline's own decisions;
     returns its ``best_params`` (with the race)."""
-    chance = chances(rng, tasks, effects)
+    chance = chances(rng, tasks, effects, interaction)
     labels = [f"temperature~{t}" for t in temperatures(len(effects))]
     rewards = {label: np.zeros((tasks, 0)) for label in labels}
 
@@ -119,12 +142,20 @@ def right_config(effects: list[float]) -> str | None:
     return f"temperature~{temperatures(len(effects))[effects.index(top)]}"
 
 
-def scenario(seed: int, sweeps: int, tasks: int, repeats: int, effects: list[float]) -> dict:
+def scenario(
+    seed: int,
+    sweeps: int,
+    tasks: int,
+    repeats: int,
+    effects: list[float],
+    interaction: float = 0.0,
+) -> dict:
     rng = np.random.default_rng(seed)
     right = right_config(effects)
     said_best = wrong_best = 0
     for _ in range(sweeps):
-        result = picks(sweep(rng, tasks, repeats, effects), min_effect=max(max(effects), 0.05))
+        configs = sweep(rng, tasks, repeats, effects, interaction)
+        result = picks(configs, min_effect=max(max(effects), 0.05))
         if result["verdict"] == "best":
             said_best += 1
             wrong_best += result["best"]["config"] != right
@@ -132,20 +163,23 @@ def scenario(seed: int, sweeps: int, tasks: int, repeats: int, effects: list[flo
         "tasks": tasks,
         "repeats": repeats,
         "effects": effects,
+        "interaction": interaction,
         "rollouts_per_sweep": tasks * repeats * len(effects),
         "best_rate": round(said_best / sweeps, 3),
         "wrong_best_rate": round(wrong_best / sweeps, 3),
     }
 
 
-def adaptive_scenario(seed: int, races: int, tasks: int, effects: list[float]) -> dict:
+def adaptive_scenario(
+    seed: int, races: int, tasks: int, effects: list[float], interaction: float = 0.0
+) -> dict:
     """Races under ``effects``; then the uniform grid that decides as often as they did."""
     rng = np.random.default_rng(seed)
     right = right_config(effects)
     said_best = wrong_best = 0
     spent, rounds = [], []
     for index in range(races):
-        result = race(rng, tasks, effects, seed=seed * 100_000 + index)
+        result = race(rng, tasks, effects, seed=seed * 100_000 + index, interaction=interaction)
         spent.append(result["race"]["spent"])
         rounds.append(result["race"]["rounds"])
         if result["verdict"] == "best":
@@ -155,6 +189,7 @@ def adaptive_scenario(seed: int, races: int, tasks: int, effects: list[float]) -
     figures = {
         "tasks": tasks,
         "effects": effects,
+        "interaction": interaction,
         "round_repeats": SCHEDULE.round_repeats,
         "best_rate": round(best_rate, 3),
         "wrong_best_rate": round(wrong_best / races, 3),
@@ -216,6 +251,13 @@ def main() -> None:
         f"gap {args.gap}, 5 repeats": scenario(4, args.sweeps, args.tasks, 5, gap),
         "advice": advice_check(5, args.sweeps, args.tasks, args.gap),
         "null, adaptive": adaptive_scenario(6, args.races, args.tasks, [0.0] * 5),
+        # equal means, but each configuration better on some tasks and worse on others
+        "null with task interactions, 5 repeats": scenario(
+            9, args.sweeps, args.tasks, 5, [0.0] * 5, interaction=0.15
+        ),
+        "null with task interactions, adaptive": adaptive_scenario(
+            10, args.races, args.tasks, [0.0] * 5, interaction=0.15
+        ),
         f"gap {args.gap}, adaptive": adaptive_scenario(7, args.races, args.tasks, gap),
         "temperature curve, adaptive": adaptive_scenario(8, args.races, args.tasks, CURVE),
     }
