@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -284,6 +285,20 @@ def test_slurm_jobs_use_workflow_servers_when_reachable(slurm_cluster, sweep_set
     )
 
 
+def write_embedded_stack(path: Path, **agent: Any) -> Path:
+    """A stack of the embedded model, the bundled verifiers and `my_agent` (with ``agent``)."""
+    config = {
+        "head_server": {"host": "127.0.0.1", "port": free_port()},
+        "model_servers": {"policy_model": {"backend": "embedded"}},
+        "resources_servers": {"bundled": {"verifier": "auto"}},
+        "agents": {
+            "my_agent": {"model_server": "policy_model", "resources_server": "bundled", **agent}
+        },
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
 def race_of(workdir: Path, experiment: str) -> list[dict]:
     rounds = sorted((workdir / "results" / experiment / "race").glob("round-*.json"))
     return [json.loads(path.read_text()) for path in rounds]
@@ -297,23 +312,7 @@ def test_adaptive_race_on_the_embedded_model_is_the_same_locally_and_in_slurm(
     `--cores 2`, then under profiles/slurm: the same rounds, picks and rollouts, every round's
     collection a SLURM job, every round's decision on the submit host."""
     tasks = write_tasks(tmp_path / "tasks.jsonl", 4)
-    stack = tmp_path / "stack.yaml"
-    stack.write_text(
-        yaml.safe_dump(
-            {
-                "head_server": {"host": "127.0.0.1", "port": free_port()},
-                "model_servers": {"policy_model": {"backend": "embedded"}},
-                "resources_servers": {"bundled": {"verifier": "auto"}},
-                "agents": {
-                    "my_agent": {
-                        "model_server": "policy_model",
-                        "resources_server": "bundled",
-                        "max_steps": 1,
-                    }
-                },
-            }
-        )
-    )
+    stack = write_embedded_stack(tmp_path / "stack.yaml", max_steps=1)
     config = write_config(
         tmp_path / "config.yaml",
         stack,
@@ -503,19 +502,7 @@ def test_model_server_job_serves_the_collection_jobs(slurm_cluster, tmp_path):
         assert published["openai"]["model"] == "policy"
 
         tasks = write_tasks(tmp_path / "tasks.jsonl", 4)
-        stack = tmp_path / "stack.yaml"
-        stack.write_text(
-            yaml.safe_dump(
-                {
-                    "head_server": {"host": "127.0.0.1", "port": free_port()},
-                    "model_servers": {"policy_model": {"backend": "embedded"}},
-                    "resources_servers": {"bundled": {"verifier": "auto"}},
-                    "agents": {
-                        "my_agent": {"model_server": "policy_model", "resources_server": "bundled"}
-                    },
-                }
-            )
-        )
+        stack = write_embedded_stack(tmp_path / "stack.yaml")
         config = write_config(
             tmp_path / "config.yaml",
             stack,
