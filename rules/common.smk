@@ -57,14 +57,23 @@ def race_round_outcome(experiment, number):
         return json.load(handle)
 
 
-def rounds_raced(experiment, label):
-    """How many rounds a configuration of an adaptive experiment took part in."""
+def race_rounds(experiment):
+    """An adaptive experiment's round outcomes in order, up to the one that ended the race;
+    lazy, so a caller that stops early waits for no later round."""
     number = 1
     while True:
         outcome = race_round_outcome(experiment, number)
-        if outcome["stop"] or label not in outcome["alive"]:
-            return number
+        yield outcome
+        if outcome["stop"]:
+            return
         number += 1
+
+
+def rounds_raced(experiment, label):
+    """How many rounds a configuration of an adaptive experiment took part in."""
+    for outcome in race_rounds(experiment):
+        if outcome["stop"] or label not in outcome["alive"]:
+            return outcome["round"]
 
 
 def race_round_inputs(wildcards):
@@ -94,10 +103,9 @@ def race_files(experiment):
     plan = PLANS[experiment]
     if plan.experiment.adaptive is None:
         return []
-    number = 1
-    while not race_round_outcome(experiment, number)["stop"]:
-        number += 1
-    return [plan.race_round_file(n) for n in range(1, number + 1)]
+    return [
+        plan.race_round_file(outcome["round"]) for outcome in race_rounds(experiment)
+    ]
 
 
 def rescore_verifier_file(experiment):

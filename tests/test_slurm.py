@@ -30,6 +30,7 @@ import polars as pl
 import pytest
 import yaml
 from conftest import REPO, free_port, read_rows, write_stack_config, write_tasks
+from test_race import round_files
 
 SLURM_UP = REPO.parent / "shared" / "cluster" / "slurm-up.sh"
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
@@ -299,11 +300,6 @@ def write_embedded_stack(path: Path, **agent: Any) -> Path:
     return path
 
 
-def race_of(workdir: Path, experiment: str) -> list[dict]:
-    rounds = sorted((workdir / "results" / experiment / "race").glob("round-*.json"))
-    return [json.loads(path.read_text()) for path in rounds]
-
-
 @pytest.mark.embedded
 def test_adaptive_race_on_the_embedded_model_is_the_same_locally_and_in_slurm(
     slurm_cluster, tmp_path
@@ -337,8 +333,8 @@ def test_adaptive_race_on_the_embedded_model_is_the_same_locally_and_in_slurm(
         assert result.returncode == 0, result.stderr[-4000:]
         print(f"{workdir.name}: {time.perf_counter() - started:.1f} s")
 
-    rounds = race_of(local, "race")
-    assert rounds and rounds == race_of(cluster, "race")
+    rounds = round_files(local)
+    assert rounds and rounds == round_files(cluster)
     assert rounds[0]["in_race"] == ["temperature~0.1", "temperature~1.5"]
     assert rounds[-1]["stop"]
     # every configuration's shards of every round it raced in ran as SLURM jobs

@@ -138,11 +138,6 @@ class ExperimentPlan:
         """The stack config of the local servers (read once per plan)."""
         return load_stack_config(self.pipeline.stack_config)
 
-    @cached_property
-    def n_tasks(self) -> int:
-        """Tasks each repeat of a configuration runs."""
-        return count_tasks(self.experiment.input, self.experiment.limit)
-
     def shard_files(self, label: str, rounds: int | None = None) -> list[str]:
         """The shard files that merge into one configuration's rollouts: all of them, or those
         of an adaptive experiment's first ``rounds`` rounds."""
