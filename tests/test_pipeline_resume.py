@@ -17,13 +17,13 @@ TIMING_COLUMNS = ("mean_latency_s",)
 
 def sweep_config(workdir: Path) -> Path:
     workdir.mkdir()
-    tasks = write_tasks(workdir / "tasks.jsonl", 40)
+    tasks = write_tasks(workdir / "tasks.jsonl", 30)
     experiment = {
         "agent_name": "my_agent",
         "input": str(tasks),
         "num_samples_in_parallel": 2,
         "num_repeats": 2,
-        "grid": {"responses_create_params.temperature": [0.2, 0.5, 0.8]},
+        "grid": {"responses_create_params.temperature": [0.2, 0.8]},
     }
     return write_pipeline(workdir, {"sweep": experiment}, latency_ms=60)
 

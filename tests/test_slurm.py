@@ -34,11 +34,14 @@ from test_race import round_files
 
 SLURM_UP = REPO.parent / "shared" / "cluster" / "slurm-up.sh"
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
-#: The profile as users run it, with a short first status check (the cluster README's pitfall).
+#: The profile as users run it, with short waits for job states (the cluster README's pitfall;
+#: a test's jobs take seconds, not the hours the profile's defaults are made for).
 SLURM = [
     "--profile",
     str(REPO / "profiles" / "slurm"),
     "--slurm-init-seconds-before-status-checks",
+    "1",
+    "--seconds-between-status-checks",
     "1",
 ]
 LOCAL = ["--profile", str(REPO / "profiles" / "local"), "--cores", "2"]
