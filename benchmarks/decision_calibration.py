@@ -14,11 +14,12 @@ sweeps run with that many repeats show how often the verdict is then decided.
 Two null rows add task interactions: each configuration's chance on each task also moves by a
 shift uniform in +-0.15 that averages to zero over its tasks (equal means, different strengths).
 
-Adaptive sweeps (the default schedule, rounds of 1, 1, 1, 2, 2, 3 repeats) run under the null, with
-the same single gap, and on a temperature curve (9 configurations, the best 0.10 above its two
-neighbours, the rest falling off by 0.10 a step). For each, uniform grids with more and more
-repeats find the rollouts a uniform grid needs to decide as often as the race did: the saving is
-that over the race's mean rollouts.
+Adaptive sweeps (the default schedule, rounds of 1, 1, 1, 1, 1, 1, 2, 2, 2, 2 repeats) run under
+the null (5 and 2 configurations), with the same single gap, and on a temperature curve (9
+configurations, the best 0.10 above its two neighbours, the rest falling off by 0.10 a step);
+the single gap also with a shorter schedule (1, 1, 1, 2, 2, 3), which stops at a lower power.
+For each, uniform grids with more and more repeats find the rollouts a uniform grid needs to
+decide as often as the race did: the saving is that over the race's mean rollouts.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from rollsweep.analysis.tables import summarize
 ALPHA, POWER = 0.05, 0.8
 SCHEDULE = AdaptiveSettings()
 CURVE = [-0.3, -0.2, -0.1, 0.0, 0.1, 0.0, -0.1, -0.2, -0.3]
-UNIFORM_REPEATS = (1, 2, 3, 4, 5, 6, 8, 10, 12)
+UNIFORM_REPEATS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 14, 16)
 
 
 def temperatures(n: int) -> list[float]:
@@ -102,6 +103,7 @@ def race(
     effects: list[float],
     seed: int,
     interaction: float = 0.0,
+    schedule: AdaptiveSettings = SCHEDULE,
 ) -> dict:
     """One synthetic adaptive sweep, round by round through the pipeline's own decisions;
     returns its ``best_params`` (with the race)."""
@@ -112,14 +114,14 @@ def race(
     def collect(number: int, alive: list[str]) -> dict[str, pl.DataFrame]:
         for label in alive:
             row = chance[labels.index(label)]
-            repeats = SCHEDULE.round_repeats[number - 1]
+            repeats = schedule.round_repeats[number - 1]
             new = (rng.random((tasks, repeats)) < row[:, None]).astype(float)
             rewards[label] = np.hstack([rewards[label], new])
         return {label: config_rollouts(0.0, rewards[label]).rollouts for label in alive}
 
-    rounds = run_race(collect, labels, settings=SCHEDULE, n_tasks=tasks, alpha=ALPHA, seed=seed)
+    rounds = run_race(collect, labels, settings=schedule, n_tasks=tasks, alpha=ALPHA, seed=seed)
     outcome = race_outcome(
-        rounds, n_configs=len(labels), n_tasks=tasks, total_repeats=SCHEDULE.total_repeats
+        rounds, n_configs=len(labels), n_tasks=tasks, total_repeats=schedule.total_repeats
     )
     configs = [
         config_rollouts(t, rewards[label])
@@ -171,7 +173,12 @@ def scenario(
 
 
 def adaptive_scenario(
-    seed: int, races: int, tasks: int, effects: list[float], interaction: float = 0.0
+    seed: int,
+    races: int,
+    tasks: int,
+    effects: list[float],
+    interaction: float = 0.0,
+    schedule: AdaptiveSettings = SCHEDULE,
 ) -> dict:
     """Races under ``effects``; then the uniform grid that decides as often as they did."""
     rng = np.random.default_rng(seed)
@@ -179,7 +186,9 @@ def adaptive_scenario(
     said_best = wrong_best = 0
     spent, rounds = [], []
     for index in range(races):
-        result = race(rng, tasks, effects, seed=seed * 100_000 + index, interaction=interaction)
+        result = race(
+            rng, tasks, effects, seed * 100_000 + index, interaction=interaction, schedule=schedule
+        )
         spent.append(result["race"]["spent"])
         rounds.append(result["race"]["rounds"])
         if result["verdict"] == "best":
@@ -190,12 +199,12 @@ def adaptive_scenario(
         "tasks": tasks,
         "effects": effects,
         "interaction": interaction,
-        "round_repeats": SCHEDULE.round_repeats,
+        "round_repeats": schedule.round_repeats,
         "best_rate": round(best_rate, 3),
         "wrong_best_rate": round(wrong_best / races, 3),
         "mean_rollouts": round(float(np.mean(spent)), 1),
         "mean_rounds": round(float(np.mean(rounds)), 2),
-        "uniform_grid_of_every_round": len(effects) * tasks * SCHEDULE.total_repeats,
+        "uniform_grid_of_every_round": len(effects) * tasks * schedule.total_repeats,
     }
     if right is None:
         return figures
@@ -251,6 +260,9 @@ def main() -> None:
         f"gap {args.gap}, 5 repeats": scenario(4, args.sweeps, args.tasks, 5, gap),
         "advice": advice_check(5, args.sweeps, args.tasks, args.gap),
         "null, adaptive": adaptive_scenario(6, args.races, args.tasks, [0.0] * 5),
+        "null, 2 configurations, adaptive": adaptive_scenario(
+            11, args.races, args.tasks, [0.0] * 2
+        ),
         # equal means, but each configuration better on some tasks and worse on others
         "null with task interactions, 5 repeats": scenario(
             9, args.sweeps, args.tasks, 5, [0.0] * 5, interaction=0.15
@@ -259,6 +271,13 @@ def main() -> None:
             10, args.races, args.tasks, [0.0] * 5, interaction=0.15
         ),
         f"gap {args.gap}, adaptive": adaptive_scenario(7, args.races, args.tasks, gap),
+        f"gap {args.gap}, adaptive, rounds 1, 1, 1, 2, 2, 3": adaptive_scenario(
+            7,
+            args.races,
+            args.tasks,
+            gap,
+            schedule=AdaptiveSettings(round_repeats=[1, 1, 1, 2, 2, 3]),
+        ),
         "temperature curve, adaptive": adaptive_scenario(8, args.races, args.tasks, CURVE),
     }
     for name, figures in results.items():

@@ -60,7 +60,7 @@ class AdaptiveSettings(StrictModel):
     configurations still in the race (``rollsweep.analysis.race``)."""
 
     round_repeats: list[Annotated[int, Field(ge=1)]] = Field(
-        default=[1, 1, 1, 2, 2, 3],
+        default=[1, 1, 1, 1, 1, 1, 2, 2, 2, 2],
         min_length=1,
         description="repeats per task that each round adds to every configuration still in the "
         "race; the number of rounds is fixed in advance, since the error level is split over them",
