@@ -35,7 +35,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from test_collect_simulated import without_timing
 
-from rollsweep.collector.http import RolloutFailed, post_with_retries
+from rollsweep.collector.http import AiohttpTransport, RolloutFailed, post_with_retries
 from rollsweep.config import load_stack_config
 from rollsweep.servers.stack import Stack
 
@@ -324,6 +324,22 @@ def flaky_run_app(script: list[tuple[int, dict[str, str]]], seen: list[float]) -
     return app
 
 
+async def post_through(sender: str, url: str, attempts: int) -> tuple[dict, int]:
+    """``post_with_retries`` through an httpx client, or the collector's own fast path."""
+    if sender == "httpx client":
+        async with httpx.AsyncClient(timeout=5) as client:
+            return await post_with_retries(client, url, {}, attempts)
+    transport = AiohttpTransport(max_connections=4, timeout=httpx.Timeout(5))
+    try:
+        return await post_with_retries(transport, url, {}, attempts)
+    finally:
+        await transport.aclose()
+
+
+SENDERS = ["httpx client", "collector transport"]
+
+
+@pytest.mark.parametrize("sender", SENDERS)
 @pytest.mark.parametrize(
     ("script", "attempts", "min_gap"),
     [
@@ -332,35 +348,45 @@ def flaky_run_app(script: list[tuple[int, dict[str, str]]], seen: list[float]) -
         ([(429, {"Retry-After": "Thu, 01 Jan 1970 00:00:00 GMT"})], 2, 0.0),  # HTTP date
     ],
 )
-def test_retries_honour_retry_after(script, attempts, min_gap):
+def test_retries_honour_retry_after(script, attempts, min_gap, sender):
     import asyncio
 
     seen: list[float] = []
     with ThreadedServer(flaky_run_app(script, seen)) as server:
-
-        async def go() -> tuple[dict, int]:
-            async with httpx.AsyncClient(timeout=5) as client:
-                return await post_with_retries(client, f"{server.url}/run", {}, 3)
-
-        result, used = asyncio.run(go())
+        result, used = asyncio.run(post_through(sender, f"{server.url}/run", 3))
     assert result["reward"] == 1.0 and used == attempts == len(seen)
     assert seen[1] - seen[0] >= min_gap
 
 
+@pytest.mark.parametrize("sender", SENDERS)
 @pytest.mark.parametrize("status", [400, 404, 409, 422])
-def test_a_4xx_is_not_retried(status):
+def test_a_4xx_is_not_retried(status, sender):
     import asyncio
 
     seen: list[float] = []
-    with ThreadedServer(flaky_run_app([(status, {})] * 3, seen)) as server:
-
-        async def go() -> None:
-            async with httpx.AsyncClient(timeout=5) as client:
-                await post_with_retries(client, f"{server.url}/run", {}, 3)
-
-        with pytest.raises(RolloutFailed) as caught:
-            asyncio.run(go())
+    with (
+        ThreadedServer(flaky_run_app([(status, {})] * 3, seen)) as server,
+        pytest.raises(RolloutFailed) as caught,
+    ):
+        asyncio.run(post_through(sender, f"{server.url}/run", 3))
     assert (caught.value.kind, caught.value.attempts, len(seen)) == (f"http_{status}", 1, 1)
+    assert f"scripted {status}" in caught.value.message
+
+
+@pytest.mark.parametrize("sender", SENDERS)
+def test_a_compressed_answer_is_decoded(sender):
+    """An agent behind gzip middleware (FastAPI's own): the answer is read as JSON."""
+    import asyncio
+
+    from starlette.middleware.gzip import GZipMiddleware
+
+    app = flaky_run_app([], [])
+    app.add_middleware(GZipMiddleware, minimum_size=0)
+    with ThreadedServer(app) as server:
+        reply = httpx.post(f"{server.url}/run", json={}, headers={"accept-encoding": "gzip"})
+        assert reply.headers["content-encoding"] == "gzip"  # the server does compress
+        result, used = asyncio.run(post_through(sender, f"{server.url}/run", 1))
+    assert (result, used) == ({"reward": 1.0, "output": "ok", "response": {}}, 1)
 
 
 def test_a_server_that_is_not_up_fails_fast_naming_the_url(tmp_path):

@@ -102,7 +102,6 @@ class _Window:
         transport: AiohttpTransport,
     ) -> None:
         self.run_url = run_url
-        self.url = httpx.URL(run_url)
         self.max_attempts = settings.max_attempts
         self.rollout_timeout_s = settings.rollout_timeout_s
         self.connect_timeout_s = settings.connect_timeout_s
@@ -137,7 +136,7 @@ class _Window:
         try:
             async with asyncio.timeout(self.rollout_timeout_s):
                 result, _ = await post_with_retries(
-                    self.transport, self.url, request, self.max_attempts, tries
+                    self.transport, self.run_url, request, self.max_attempts, tries
                 )
             if isinstance(result, dict) and result.get(NO_PERSIST_KEY):
                 # NeMo Gym's "kill-shaped" result: written nowhere, so a rerun runs it again.
