@@ -100,7 +100,9 @@ def serve(port: int, latency_ms: float, jitter: float, seed: int) -> None:
             },
             "verification": {"verifier": "math", "extracted": "63", "expected": "63"},
         }
-        payload = orjson.dumps(result)
+        return reply_of(orjson.dumps(result))
+
+    def reply_of(payload: bytes) -> bytes:
         head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n"
         return head % len(payload) + payload
 
@@ -114,6 +116,12 @@ def serve(port: int, latency_ms: float, jitter: float, seed: int) -> None:
             for head, body in take_requests(self.buffer):
                 if head.startswith(b"get "):
                     self.transport.write(health_reply)
+                    continue
+                if head.startswith(b"post /aggregate_metrics"):
+                    # a real agent's answer: a few metrics, not the rows echoed back
+                    rows = orjson.loads(body)["verify_responses"]
+                    metrics = orjson.dumps({"agent_metrics": {"rollouts": len(rows)}})
+                    self.transport.write(reply_of(metrics))
                     continue
                 delay = latency_s * (1.0 + jitter * (2.0 * rng.random() - 1.0))
                 loop.call_later(delay, self.reply, body, delay)

@@ -8,7 +8,15 @@ import subprocess
 import sys
 from collections import defaultdict
 
-from conftest import collect, read_rows, without_timing, write_stack_config, write_tasks
+from conftest import (
+    ThreadedServer,
+    collect,
+    read_rows,
+    without_timing,
+    write_stack_config,
+    write_tasks,
+)
+from fastapi import FastAPI, Request
 
 from rollsweep.servers.backends.simulated import with_answer
 
@@ -227,3 +235,53 @@ def test_nemo_gym_collector_flags(tmp_path, sim_config):
     rows = read_rows(out)
     assert len({row["seed"] for row in rows}) == 6
     assert json.loads((tmp_path / "out_aggregate_metrics.json").read_text())[0]["agent_metrics"]
+
+
+def test_aggregate_metrics_get_every_row_with_a_content_length(tmp_path):
+    """The end-of-run ``/aggregate_metrics`` call, as NeMo Gym's collector makes it: every row
+    without request and response (but the response's usage), in a body with a Content-Length
+    (it is spooled to a nameless file, not held in memory, and that file leaves nothing)."""
+    import asyncio
+
+    from rollsweep.collector.metrics import write_aggregate_metrics
+
+    seen: dict = {}
+    app = FastAPI()
+
+    @app.post("/aggregate_metrics")
+    async def aggregate(request: Request) -> dict:
+        seen["headers"] = dict(request.headers)
+        seen["body"] = json.loads(await request.body())
+        return {"agent_metrics": {"rows": len(seen["body"]["verify_responses"])}}
+
+    out = tmp_path / "out.jsonl"
+    rows = [
+        {
+            "reward": index % 2,
+            "responses_create_params": {"input": "x" * 100},
+            "response": {"output": ["y" * 100], "usage": {"total_tokens": index}},
+            "_ng_task_index": index,
+            "note": "z" * 50,
+        }
+        for index in range(3000)
+    ]
+    out.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    with ThreadedServer(app) as server:
+        written = asyncio.run(write_aggregate_metrics(server.url, "agent", out, 30))
+    sent = seen["body"]["verify_responses"]
+    assert sent == [
+        {
+            "reward": row["reward"],
+            "_ng_task_index": row["_ng_task_index"],
+            "note": row["note"],
+            "response": {"usage": row["response"]["usage"]},
+        }
+        for row in rows
+    ]
+    assert int(seen["headers"]["content-length"]) > 256 * 1024  # more than one chunk
+    assert "transfer-encoding" not in seen["headers"]
+    assert json.loads(written.read_text())[0]["agent_metrics"] == {"rows": 3000}
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        "out.jsonl",
+        "out_aggregate_metrics.json",
+    ]
