@@ -325,18 +325,22 @@ def flaky_run_app(script: list[tuple[int, dict[str, str]]], seen: list[float]) -
 
 
 async def post_through(sender: str, url: str, attempts: int) -> tuple[dict, int]:
-    """``post_with_retries`` through an httpx client, or the collector's own fast path."""
+    """``post_with_retries`` through an httpx client (over httpx's own pool or the collector's
+    transport), or the collector's own fast path."""
     if sender == "httpx client":
         async with httpx.AsyncClient(timeout=5) as client:
             return await post_with_retries(client, url, {}, attempts)
     transport = AiohttpTransport(max_connections=4, timeout=httpx.Timeout(5))
+    if sender == "httpx client over the collector transport":
+        async with httpx.AsyncClient(transport=transport) as client:
+            return await post_with_retries(client, url, {}, attempts)
     try:
         return await post_with_retries(transport, url, {}, attempts)
     finally:
         await transport.aclose()
 
 
-SENDERS = ["httpx client", "collector transport"]
+SENDERS = ["httpx client", "httpx client over the collector transport", "collector transport"]
 
 
 @pytest.mark.parametrize("sender", SENDERS)

@@ -134,7 +134,11 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         reply, body = await self._send(
-            request.method, str(request.url), request.content, request.headers.multi_items()
+            request.method,
+            str(request.url),
+            request.content,
+            request.headers.multi_items(),
+            request,
         )
         return httpx.Response(
             reply.status, headers=reply.raw_headers, content=body, request=request
@@ -150,8 +154,15 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         return Reply(reply.status, reply.headers, body)
 
     async def _send(
-        self, method: str, url: str, content: bytes, headers: Any
+        self,
+        method: str,
+        url: str,
+        content: bytes,
+        headers: Any,
+        request: httpx.Request | None = None,
     ) -> tuple[aiohttp.ClientResponse, bytes]:
+        """One request through the pool; aiohttp's errors raised as httpx's, naming
+        ``request`` (made from method and URL on the fast path, only when there is an error)."""
         try:
             async with self._session.request(
                 method,
@@ -165,7 +176,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             for source, target_error in _ERRORS:
                 if isinstance(error, source):
                     message = f"{type(error).__name__}: {error}"
-                    raise target_error(message, request=httpx.Request(method, url)) from error
+                    failed = request or httpx.Request(method, url)
+                    raise target_error(message, request=failed) from error
             raise  # pragma: no cover - ClientError is the last entry
         return reply, body
 
