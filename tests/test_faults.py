@@ -378,6 +378,21 @@ def test_a_4xx_is_not_retried(status, sender):
 
 
 @pytest.mark.parametrize("sender", SENDERS)
+def test_a_refused_connection_is_a_connection_failure_after_every_attempt(sender):
+    """Nothing listens: each sender (the collector's own connect included) reports it as a
+    refused connection, retried up to the attempts given."""
+    import asyncio
+
+    with pytest.raises(RolloutFailed) as caught:
+        asyncio.run(post_through(sender, f"http://127.0.0.1:{free_port()}/run", 2))
+    assert (caught.value.kind, caught.value.attempts, caught.value.refused) == (
+        "connection",
+        2,
+        True,
+    )
+
+
+@pytest.mark.parametrize("sender", SENDERS)
 def test_a_compressed_answer_is_decoded(sender):
     """An agent behind gzip middleware (FastAPI's own): the answer is read as JSON."""
     import asyncio

@@ -96,6 +96,46 @@ class _PacedConnector(aiohttp.TCPConnector):
         async with self._turns:  # asyncio's semaphore is FIFO: new requests queue behind
             return await super().connect(*args, **kwargs)
 
+    async def _wrap_create_connection(
+        self,
+        *args: Any,
+        addr_infos: list[Any],
+        req: Any,
+        timeout: aiohttp.ClientTimeout,
+        client_error: type[Exception] = aiohttp.ClientConnectorError,
+        **kwargs: Any,
+    ) -> Any:
+        """Open a plain connection to one address with the event loop's own connect.
+
+        aiohttp opens every socket through aiohappyeyeballs (a Python-level connect, then the
+        socket handed to the loop); for one address, no TLS and no local binding there is
+        nothing to race, and uvloop's native connect costs less: against a 2 s agent, 16,384
+        new connections from one core took 15 % less CPU and the agent saw 25 % more of them
+        in flight (10,682 vs 8,515, bare aiohttp). Anything else goes the library's way.
+        This overrides a private aiohttp method (stable since 3.10, which added happy
+        eyeballs); tests/test_faults.py covers refused and timed-out connects through it.
+        """
+        plain = len(addr_infos) == 1 and not kwargs.get("ssl") and not self._local_addr_infos
+        if not plain or self._socket_factory is not None:
+            return await super()._wrap_create_connection(
+                *args,
+                addr_infos=addr_infos,
+                req=req,
+                timeout=timeout,
+                client_error=client_error,
+                **kwargs,
+            )
+        family, _, _, _, address = addr_infos[0]
+        try:
+            async with asyncio.timeout(timeout.sock_connect):
+                return await self._loop.create_connection(
+                    *args, host=address[0], port=address[1], family=family, **kwargs
+                )
+        except OSError as error:
+            if isinstance(error, TimeoutError):
+                raise  # aiohttp makes it a ConnectionTimeoutError, as for its own connects
+            raise client_error(req.connection_key, error) from error
+
 
 @functools.lru_cache(maxsize=256)
 def _parsed_url(url: str) -> yarl.URL:
