@@ -15,7 +15,11 @@ then rollsweep's with ``+num_workers=2``, so machine load hits all three alike):
   both collectors find the agent the same way: ``+agent_name=bench_agent
   +head_server.host=127.0.0.1 +head_server.port=P`` and ``+disable_aggregation=true``;
 - each collector is a subprocess pinned to the first core (``taskset``); ``+num_workers=2`` runs
-  unpinned (it is there to use both cores, the agent's included). Rollouts/s is end to end:
+  unpinned (it is there to use both cores, the agent's included), and the agent is unpinned for
+  it too, so the kernel can spread the three processes (held to its core, the agent slowed the
+  worker that shared it: against the 2 s agent that worker opened ~3,100 connections/s where the
+  other opened ~4,900, and the agent saw 14,300-14,600 in flight; unpinned, 15,600-16,200).
+  Rollouts/s is end to end:
   rollouts / wall time from ``exec`` to exit, start-up and the final write included;
 - slow agent: 2 s a rollout at 16,384 in flight (peak in flight at the agent, collector RSS);
   memory: 100,000 rollouts at 1,024 in flight (collector peak RSS, ``ru_maxrss``).
@@ -162,6 +166,7 @@ class Agent:
     """The agent + head process; ``stats()`` reads its in-flight counters."""
 
     def __init__(self, latency_ms: float, cores: list[int] | None) -> None:
+        self.cores = cores
         self.port, self.head_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         command = [
@@ -185,6 +190,14 @@ class Agent:
                 return
             time.sleep(0.1)
         raise SystemExit("agent not ready")
+
+    def pin_beside(self, collector_cores: list[int] | None) -> None:
+        """Keep to its own cores beside a pinned collector; share every core with an unpinned
+        one (``+num_workers``)."""
+        if self.cores is None or not hasattr(os, "sched_setaffinity"):
+            return
+        everywhere = set(range(os.cpu_count() or 1))
+        os.sched_setaffinity(self.proc.pid, everywhere if collector_cores is None else self.cores)
 
     def stats(self, reset: bool = False) -> dict[str, int]:
         import httpx
@@ -258,6 +271,7 @@ def run_collector(
         command += ["+progress=false", "+resume=false"]
         if workers > 1:
             command.append(f"+num_workers={workers}")
+    agent.pin_beside(cores)
     agent.stats(reset=True)
     served_before = agent.stats()["served"]
     log = workdir / f"{which}.log"
@@ -400,26 +414,30 @@ def main() -> None:
         if not args.skip_slow:
             # Little's law: 15,000 in flight at 2 s a rollout takes 7,500 rollouts/s, so the
             # peak is reached while the window fills (no answer yet to process).
+            # A fresh agent (a new port) for each run: the last run's 16,384 connections to the
+            # same port sit in TIME_WAIT for a minute, and a connect to that port then costs the
+            # kernel more to find a free local port (measured: two workers 14,836 right after
+            # the one-process run, 15,600-16,200 against a new agent).
             figures["slow_agent"] = {}
-            agent = Agent(2000.0, agent_cores)
-            try:
-                width = 16384
-                variants = [("one_process", collector_cores, 1)]
-                if args.workers > 1:
-                    variants.append((f"{args.workers}_workers", None, args.workers))
-                for name, cores, workers in variants:
+            width = 16384
+            variants = [("one_process", collector_cores, 1)]
+            if args.workers > 1:
+                variants.append((f"{args.workers}_workers", None, args.workers))
+            for name, cores, workers in variants:
+                agent = Agent(2000.0, agent_cores)
+                try:
                     run = run_collector(
                         "rollsweep", agent, tasks, workdir, 33000, width, cores, workers
                     )
-                    figures["slow_agent"][name] = {"latency_ms": 2000.0, **run}
-                    print(
-                        f"  slow agent (2 s), {width} in flight, {name}: peak in flight "
-                        f"{run['peak_in_flight']} (target >= 15,000), peak RSS "
-                        f"{run['peak_rss_mb']} MB, {run['rollouts_per_s']:.0f}/s",
-                        flush=True,
-                    )
-            finally:
-                agent.stop()
+                finally:
+                    agent.stop()
+                figures["slow_agent"][name] = {"latency_ms": 2000.0, **run}
+                print(
+                    f"  slow agent (2 s), {width} in flight, {name}: peak in flight "
+                    f"{run['peak_in_flight']} (target >= 15,000), peak RSS "
+                    f"{run['peak_rss_mb']} MB, {run['rollouts_per_s']:.0f}/s",
+                    flush=True,
+                )
         if not args.skip_memory:
             agent = Agent(50.0, agent_cores)
             try:
