@@ -318,19 +318,33 @@ def load() -> str:
 # --------------------------------------------------------------------------- main
 
 
+def print_ceiling(cell: dict[str, Any]) -> None:
+    """How near each collector came to ``width / latency``, and the best ratio to NeMo Gym
+    that any collector could have had in this run (recorded as ``ceiling_ratio``)."""
+    ceiling, base = cell["ceiling_per_s"], cell["nemo_gym"]["rollouts_per_s"]
+    cell["ceiling_ratio"] = round(ceiling / base, 2)
+    ours = cell["rollsweep"]["rollouts_per_s"]
+    print(
+        f"  ceiling {cell['width']} / {cell['latency_ms']:.0f} ms = {ceiling:,.0f}/s: "
+        f"rollsweep at {ours / ceiling:.0%}, NeMo Gym at {base / ceiling:.0%}; "
+        f"the best possible ratio against this NeMo Gym run: {cell['ceiling_ratio']:.2f}",
+        flush=True,
+    )
+
+
 def markdown(cells: list[dict[str, Any]], workers: int) -> str:
+    multi_columns = f" rollsweep, {workers} workers | ratio |" if workers > 1 else ""
     lines = [
-        "| agent latency | in flight | NeMo Gym 0.4.0 | rollsweep | ratio | "
-        f"rollsweep, {workers} workers | ratio |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        f"| agent latency | in flight | NeMo Gym 0.4.0 | rollsweep | ratio |{multi_columns}",
+        "|---:|---:|---:|---:|---:|" + ("---:|---:|" if workers > 1 else ""),
     ]
     for cell in cells:
         ng, ours = cell["nemo_gym"], cell["rollsweep"]
         multi = cell.get("rollsweep_workers")
         lines.append(
             f"| {cell['latency_ms']:.0f} ms | {cell['width']:,} | {ng['rollouts_per_s']:,.0f} | "
-            f"{ours['rollouts_per_s']:,.0f} | {cell['ratio']:.2f} | "
-            + (f"{multi['rollouts_per_s']:,.0f} | {cell['ratio_workers']:.2f} |" if multi else "|")
+            f"{ours['rollouts_per_s']:,.0f} | {cell['ratio']:.2f} |"
+            + (f" {multi['rollouts_per_s']:,.0f} | {cell['ratio_workers']:.2f} |" if multi else "")
         )
     return "\n".join(lines)
 
@@ -381,6 +395,8 @@ def main() -> None:
             try:
                 for width in args.widths:
                     cell: dict[str, Any] = {"latency_ms": latency, "width": width}
+                    if latency > 0:  # no collector passes width / latency rollouts a second
+                        cell["ceiling_per_s"] = round(width / (latency / 1000.0), 1)
                     runs = [("rollsweep", collector_cores, 1)]
                     if not args.skip_nemo_gym:
                         runs.insert(0, ("nemo_gym", collector_cores, 1))
@@ -403,6 +419,8 @@ def main() -> None:
                     if "nemo_gym" in cell:
                         base = cell["nemo_gym"]["rollouts_per_s"]
                         cell["ratio"] = round(cell["rollsweep"]["rollouts_per_s"] / base, 2)
+                        if "ceiling_per_s" in cell:
+                            print_ceiling(cell)
                         if "rollsweep_workers" in cell:
                             multi = cell["rollsweep_workers"]["rollouts_per_s"]
                             cell["ratio_workers"] = round(multi / base, 2)
