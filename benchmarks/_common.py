@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import platform
@@ -52,6 +53,12 @@ def answer_response(response_id: str, model: str, text: str, **extra: Any) -> di
     }
 
 
+def json_reply(payload: bytes) -> bytes:
+    """An HTTP/1.1 200 answer carrying ``payload`` as JSON (the stand-in servers' answers)."""
+    head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n"
+    return head % len(payload) + payload
+
+
 def take_requests(buffer: bytearray) -> Iterator[tuple[bytes, bytes]]:
     """The whole HTTP/1.1 requests at the front of ``buffer``, as (lower-cased head, body),
     each removed from the buffer as it is taken; a partial request stays for the next read.
@@ -74,3 +81,20 @@ def take_requests(buffer: bytearray) -> Iterator[tuple[bytes, bytes]]:
         body = bytes(buffer[end + 4 : total])
         del buffer[:total]
         yield head, body
+
+
+class RequestProtocol(asyncio.Protocol):
+    """A connection to a stand-in server: each whole request goes to ``handle(head, body)``
+    (head lower-cased, as ``take_requests`` gives it); answers go to ``self.transport``."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport: Any = transport
+        self.buffer = bytearray()
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        for head, body in take_requests(self.buffer):
+            self.handle(head, body)
+
+    def handle(self, head: bytes, body: bytes) -> None:
+        raise NotImplementedError

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import answer_response, take_requests
+from _common import RequestProtocol, answer_response, json_reply
 
 from rollsweep.servers.backends.simulated import with_answer
 
@@ -71,10 +71,7 @@ def serve(port: int, latency_ms: float, jitter: float, seed: int) -> None:
     rng = random.Random(seed)
     latency_s = latency_ms / 1000.0
     health = b'{"status":"ok"}'
-    health_reply = (
-        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
-        b"content-length: %d\r\n\r\n%s" % (len(health), health)
-    )
+    health_reply = json_reply(health)
 
     def rollout(body: bytes, delay: float) -> bytes:
         task = orjson.loads(body)
@@ -100,29 +97,18 @@ def serve(port: int, latency_ms: float, jitter: float, seed: int) -> None:
             },
             "verification": {"verifier": "math", "extracted": "63", "expected": "63"},
         }
-        return reply_of(orjson.dumps(result))
+        return json_reply(orjson.dumps(result))
 
-    def reply_of(payload: bytes) -> bytes:
-        head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n"
-        return head % len(payload) + payload
-
-    class RunProtocol(asyncio.Protocol):
-        def connection_made(self, transport: asyncio.BaseTransport) -> None:
-            self.transport = transport
-            self.buffer = bytearray()
-
-        def data_received(self, data: bytes) -> None:
-            self.buffer += data
-            for head, body in take_requests(self.buffer):
-                if head.startswith(b"get "):
-                    self.transport.write(health_reply)
-                    continue
-                if head.startswith(b"post /aggregate_metrics"):
-                    # a real agent's answer: a few metrics, not the rows echoed back
-                    rows = orjson.loads(body)["verify_responses"]
-                    metrics = orjson.dumps({"agent_metrics": {"rollouts": len(rows)}})
-                    self.transport.write(reply_of(metrics))
-                    continue
+    class RunProtocol(RequestProtocol):
+        def handle(self, head: bytes, body: bytes) -> None:
+            if head.startswith(b"get "):
+                self.transport.write(health_reply)
+            elif head.startswith(b"post /aggregate_metrics"):
+                # a real agent's answer: a few metrics, not the rows echoed back
+                rows = orjson.loads(body)["verify_responses"]
+                metrics = orjson.dumps({"agent_metrics": {"rollouts": len(rows)}})
+                self.transport.write(json_reply(metrics))
+            else:
                 delay = latency_s * (1.0 + jitter * (2.0 * rng.random() - 1.0))
                 loop.call_later(delay, self.reply, body, delay)
 

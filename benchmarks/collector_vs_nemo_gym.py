@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import answer_response, take_requests
+from _common import RequestProtocol, answer_response, json_reply
 
 ROOT = Path(__file__).resolve().parents[1]
 DEBUG_TASKS = ROOT / "data" / "debug_tasks.jsonl"
@@ -80,10 +80,6 @@ def serve(port: int, head_port: int, latency_ms: float) -> None:
     }
     head_body = orjson.dumps(yaml.safe_dump(config, sort_keys=False))
 
-    def reply(body: bytes) -> bytes:
-        head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n"
-        return head % len(body) + body
-
     def rollout(body: bytes) -> bytes:
         task = orjson.loads(body)
         text = "The answer is \\boxed{63}."
@@ -97,31 +93,25 @@ def serve(port: int, head_port: int, latency_ms: float) -> None:
                 text,
             ),
         }
-        return reply(orjson.dumps(result))
+        return json_reply(orjson.dumps(result))
 
-    class Protocol(asyncio.Protocol):
-        def connection_made(self, transport: asyncio.BaseTransport) -> None:
-            self.transport = transport
-            self.buffer = bytearray()
-
-        def data_received(self, data: bytes) -> None:
-            self.buffer += data
-            for head, body in take_requests(self.buffer):
-                if head.startswith(b"get /global_config_dict_yaml"):
-                    self.transport.write(reply(head_body))
-                elif head.startswith(b"get /stats"):
-                    self.transport.write(reply(orjson.dumps(stats)))
-                    if b"reset" in head.split(b"\r\n", 1)[0]:
-                        stats["peak_in_flight"] = stats["in_flight"]
-                elif head.startswith(b"get "):
-                    self.transport.write(reply(b'{"status":"ok"}'))
-                elif latency_s <= 0:
-                    stats["served"] += 1
-                    self.transport.write(rollout(body))
-                else:
-                    stats["in_flight"] += 1
-                    stats["peak_in_flight"] = max(stats["peak_in_flight"], stats["in_flight"])
-                    loop.call_later(latency_s, self.answer, body)
+    class Protocol(RequestProtocol):
+        def handle(self, head: bytes, body: bytes) -> None:
+            if head.startswith(b"get /global_config_dict_yaml"):
+                self.transport.write(json_reply(head_body))
+            elif head.startswith(b"get /stats"):
+                self.transport.write(json_reply(orjson.dumps(stats)))
+                if b"reset" in head.split(b"\r\n", 1)[0]:
+                    stats["peak_in_flight"] = stats["in_flight"]
+            elif head.startswith(b"get "):
+                self.transport.write(json_reply(b'{"status":"ok"}'))
+            elif latency_s <= 0:
+                stats["served"] += 1
+                self.transport.write(rollout(body))
+            else:
+                stats["in_flight"] += 1
+                stats["peak_in_flight"] = max(stats["peak_in_flight"], stats["in_flight"])
+                loop.call_later(latency_s, self.answer, body)
 
         def answer(self, body: bytes) -> None:
             stats["in_flight"] -= 1
