@@ -8,7 +8,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO
+from conftest import REPO, ThreadedServer, write_tasks
+from fastapi import FastAPI, Request
 
 CHECKS = {
     "ruff check": [sys.executable, "-m", "ruff", "check", "src", "tests", "benchmarks", "scripts"],
@@ -90,3 +91,43 @@ def test_imports_inside_functions_are_only_heavy_dependencies():
     assert found, "the walk found no import at all: the test is broken"
     unexpected = sorted(item for item in found if item[1] not in HEAVY_IMPORTS)
     assert not unexpected
+
+
+def test_a_collection_imports_neither_polars_nor_numpy(tmp_path):
+    """``ng_collect_rollouts`` starts in about half the time without them (0.73 -> 0.45 s of
+    imports, measured with -X importtime), and every pipeline shard starts one; a collection
+    from start to output must not pull them in, directly or through another module."""
+    app = FastAPI()
+
+    @app.post("/run")
+    async def run(request: Request) -> dict:
+        return {**(await request.json()), "reward": 1.0}
+
+    tasks = write_tasks(tmp_path / "tasks.jsonl", 3)
+    out = tmp_path / "out.jsonl"
+    with ThreadedServer(app) as agent:
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-X",
+                "importtime",
+                "-c",
+                "from rollsweep.cli import ng_collect_rollouts; ng_collect_rollouts()",
+                f"+agent_url={agent.url}",
+                f"+input_jsonl_fpath={tasks}",
+                f"+output_jsonl_fpath={out}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=REPO,
+        )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert out.read_text().count("\n") == 3
+    imported = {
+        line.rsplit("|", 1)[1].strip()
+        for line in result.stderr.splitlines()
+        if line.startswith("import time:")
+    }
+    assert "aiohttp" in imported, "importtime lists the modules: the check is not blind"
+    assert not imported & {"polars", "numpy"}

@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from rollsweep.errors import UsageError
-from rollsweep.rollouts.jsonl import atomic_output, dumps
+from rollsweep.rollouts.jsonl import atomic_output, dumps, iter_rows
 from rollsweep.rollouts.names import failures_path_for
-from rollsweep.rollouts.reader import iter_rows
 from rollsweep.rollouts.rows import finite_number, plain_int
 from rollsweep.verifiers import load_verifier
 from rollsweep.verifiers.base import VerifierError, VerifierFailure, normalize_result

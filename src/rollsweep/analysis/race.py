@@ -49,7 +49,7 @@ import polars as pl
 
 from rollsweep.analysis.configs import ConfigRollouts
 from rollsweep.analysis.picks import best_params, task_values
-from rollsweep.analysis.settings import AdaptiveSettings
+from rollsweep.analysis.settings import RACE_METRICS, AdaptiveSettings
 from rollsweep.analysis.statistics import sign_flip_test
 
 METHOD = (
@@ -58,8 +58,6 @@ METHOD = (
     "pre-registered rounds that holds each comparison to alpha / configurations; beaten "
     "configurations drop out"
 )
-#: Metrics the race can rank by: each is a per-task mean over repeats.
-RACE_METRICS = ("mean", "pass_at_1")
 #: Monte Carlo resamples per unit of 1 / level, so a p-value can fall well below the level.
 RESAMPLES_PER_LEVEL = 20
 #: Random walks that place the boundary (its crossing probability within about 2 %).

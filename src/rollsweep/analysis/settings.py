@@ -18,6 +18,10 @@ SUMMARY_KEYS = {"n_bootstrap", "alpha", "success_threshold", "low_reward_thresho
 PICK_KEYS = {"metric", "alpha", "n_bootstrap", "success_threshold", "power", "min_effect"}
 
 
+#: Metrics an adaptive sweep (the race) can rank by: each is a per-task mean over repeats.
+RACE_METRICS = ("mean", "pass_at_1")
+
+
 class StatsSettings(StrictModel):
     """Statistics settings of every experiment's tables and picks."""
 

@@ -12,9 +12,8 @@ import httpx
 import orjson
 
 from rollsweep.protocol import AGENT_REF_KEY
-from rollsweep.rollouts.jsonl import atomic_output
+from rollsweep.rollouts.jsonl import atomic_output, iter_rows
 from rollsweep.rollouts.names import aggregate_metrics_path_for
-from rollsweep.rollouts.reader import iter_rows
 
 
 def _for_aggregation(row: dict[str, Any]) -> dict[str, Any]:

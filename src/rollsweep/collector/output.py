@@ -11,8 +11,7 @@ from typing import Any
 
 from rollsweep.collector.checkpoint import CheckpointIndex
 from rollsweep.protocol import ROLLOUT_INDEX_KEY, TASK_INDEX_KEY
-from rollsweep.rollouts.jsonl import atomic_output, dumps
-from rollsweep.rollouts.reader import iter_rows
+from rollsweep.rollouts.jsonl import atomic_output, dumps, iter_rows
 
 #: The most bytes read at once when copying rows from a checkpoint into the output.
 READ_AHEAD = 1 << 20

@@ -10,8 +10,7 @@ from typing import Any
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from rollsweep.analysis.race import RACE_METRICS
-from rollsweep.analysis.settings import AdaptiveSettings, StatsSettings
+from rollsweep.analysis.settings import RACE_METRICS, AdaptiveSettings, StatsSettings
 from rollsweep.config import StrictModel, deep_merge, load_stack_config, read_yaml
 from rollsweep.errors import UsageError
 from rollsweep.rollouts.rows import SamplingParams, describe_validation_error

@@ -60,6 +60,19 @@ def iter_jsonl(
                 raise UsageError(f"invalid JSON: {detail}", path=shown, line=number) from None
 
 
+def iter_rows(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, row) for each non-blank line; a line that is not a JSON object is a
+    UsageError naming file and line."""
+    for number, row in iter_jsonl(path):
+        if not isinstance(row, dict):
+            raise UsageError(
+                f"expected a JSON object (a rollout row), got a JSON {type(row).__name__}",
+                path=str(path),
+                line=number,
+            )
+        yield number, row
+
+
 def dumps(row: Any) -> bytes:
     """One JSONL line (with its newline)."""
     return orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY)

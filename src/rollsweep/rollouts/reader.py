@@ -1,6 +1,7 @@
 """The one reader of rollouts files: whole rows, or a few columns parsed by polars block by block.
 
-- ``iter_rows``: every row as a dict, streaming (rescore, error diagnosis);
+- ``iter_rows``: every row as a dict, streaming (rescore, error diagnosis); it lives in
+  ``rollsweep.rollouts.jsonl``, which needs no polars, so the collector starts without it;
 - ``read_columns``: strict, for aggregation: chosen columns of a whole file in bounded memory;
   any line that is not a rollout row is a UsageError naming file, line and key;
 - ``parse_block``: tolerant, for the viewer: the small columns of a block of lines with their
@@ -20,7 +21,7 @@ import orjson
 import polars as pl
 
 from rollsweep.errors import UsageError
-from rollsweep.rollouts.jsonl import iter_jsonl
+from rollsweep.rollouts.jsonl import iter_rows
 from rollsweep.rollouts.rows import check_rollout_row, finite_number, plain_int
 
 #: Bytes read per block by the strict reader: bounds memory whatever the file size.
@@ -72,19 +73,6 @@ def line_blocks(
             continue
         pending = data[cut:]
         yield data[:cut]
-
-
-def iter_rows(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, row) for each non-blank line; a line that is not a JSON object is a
-    UsageError naming file and line."""
-    for number, row in iter_jsonl(path):
-        if not isinstance(row, dict):
-            raise UsageError(
-                f"expected a JSON object (a rollout row), got a JSON {type(row).__name__}",
-                path=str(path),
-                line=number,
-            )
-        yield number, row
 
 
 # --------------------------------------------------------------------------- strict
