@@ -309,10 +309,12 @@ def load() -> str:
 
 
 def print_ceiling(cell: dict[str, Any]) -> None:
-    """How near each collector came to ``width / latency``, and the best ratio to NeMo Gym
-    that any collector could have had in this run (recorded as ``ceiling_ratio``)."""
+    """The best ratio to NeMo Gym that any collector could have had in this run (recorded as
+    ``ceiling_ratio``); where that is under 2x, how near each collector came to the ceiling."""
     ceiling, base = cell["ceiling_per_s"], cell["nemo_gym"]["rollouts_per_s"]
     cell["ceiling_ratio"] = round(ceiling / base, 2)
+    if cell["ceiling_ratio"] >= 2:
+        return
     ours = cell["rollsweep"]["rollouts_per_s"]
     print(
         f"  ceiling {cell['width']} / {cell['latency_ms']:.0f} ms = {ceiling:,.0f}/s: "
