@@ -137,9 +137,9 @@ class _PacedConnector(aiohttp.TCPConnector):
                 return await self._loop.create_connection(
                     *args, host=address[0], port=address[1], family=family, **kwargs
                 )
+        except TimeoutError:
+            raise  # aiohttp makes it a ConnectionTimeoutError, as for its own connects
         except OSError as error:
-            if isinstance(error, TimeoutError):
-                raise  # aiohttp makes it a ConnectionTimeoutError, as for its own connects
             raise client_error(req.connection_key, error) from error
 
 
